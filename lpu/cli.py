@@ -1,0 +1,115 @@
+"""The ``lpu`` command line. With no arguments: the tour, the project's headline table.
+
+Subcommands mirror the Python interface (``lpu --help`` lists them); each has
+``--json`` for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__, hardware, models, sram
+
+TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's training context)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    """Plain text table, columns right-aligned except the first."""
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]])
+
+
+def _chips_rows(precisions: list[str], context_tokens: int, batch: int) -> tuple[list[list[str]], list[str]]:
+    header = ["model", "params"]
+    for p in precisions:
+        header += [f"{p} chips", "racks", "cards $M"]
+    rows = []
+    for name in models.names():
+        m = models.get(name)
+        row = [name, f"{m.n_params / 1e9:.2f}B" if m.n_params > 1e9 else f"{m.n_params / 1e6:.2f}M"]
+        for p in precisions:
+            n = sram.chips_needed(m, precision=p, context_tokens=min(context_tokens, m.seq_len), batch=batch)
+            row += [f"{n.chips:,}", f"{n.racks}", f"{n.card_cost_usd / 1e6:.2f}"]
+        rows.append(row)
+    return rows, header
+
+
+def tour(args) -> int:
+    chip = hardware.get("lpu-v1")
+    rack = hardware.get("groqrack")
+    print(f"lpu {__version__}: Groq's LPU, explained and quantified\n")
+    print(f"{chip.name} (GroqChip / TSP): key facts (nominal value used by default; ranges where sources disagree)")
+    print(_table([[q, v] for q, v, _ in hardware.key_facts(chip)], ["quantity", "value"]))
+    print(f"\nChips needed to hold each model in SRAM: weights + KV cache for 1 user at {TOUR_CONTEXT_TOKENS:,} tokens (or the model's context if shorter)")
+    print(f"+ activations, with {sram.RESERVE_FRACTION.nominal:.0%} of each chip reserved; racks of {rack.chips} chips; cards at ${chip.card_price_usd:,.0f}")
+    rows, header = _chips_rows(["fp16", "int8"], TOUR_CONTEXT_TOKENS, 1)
+    print(_table(rows, header))
+    n16 = sram.chips_needed("llama2-70b", precision="fp16", context_tokens=TOUR_CONTEXT_TOKENS)
+    print(f"\nGroq served Llama 2 70B on 576 chips ({576 // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
+    print(f"more than 576 x {chip.sram_bytes / 1e6:.1f} MB = {576 * chip.sram_bytes / 1e9:.0f} GB. See notebooks/01_architecture.ipynb for the mix that fits.")
+    print("\nMore: lpu chips --help, lpu specs, and the notebooks (make lab).")
+    return 0
+
+
+def chips(args) -> int:
+    precisions = args.precision or ["fp16", "fp16-int8ffn", "int8"]
+    if args.model:
+        out = [sram.chips_needed(args.model, args.chip, p, args.context, args.batch, args.reserve).as_dict() for p in precisions]
+        if args.json:
+            print(json.dumps(out, indent=2))
+        else:
+            print(_table([[d["precision"], f"{d['chips']:,}", f"{d['racks']}", f"{d['weight_bytes'] / 1e9:.2f}", f"{d['kv_cache_bytes'] / 1e9:.3f}",
+                           f"{d['card_cost_usd'] / 1e6:.2f}"] for d in out],
+                         ["precision", "chips", "racks", "weights GB", "KV GB", "cards $M"]))
+        return 0
+    rows, header = _chips_rows(precisions, args.context or TOUR_CONTEXT_TOKENS, args.batch)
+    print(json.dumps([dict(zip(header, r)) for r in rows], indent=2) if args.json else _table(rows, header))
+    return 0
+
+
+def specs(args) -> int:
+    spec = hardware.get(args.name)
+    if args.json:
+        import dataclasses
+        print(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
+    elif isinstance(spec, hardware.ChipSpec):
+        print(_table([[q, v, s] for q, v, s in hardware.key_facts(spec)], ["quantity", "value", "source"]))
+    else:
+        import dataclasses
+        print(_table([[f.name, str(getattr(spec, f.name))] for f in dataclasses.fields(spec) if f.name not in ("sources", "ranges")], ["field", "value"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
+    p.add_argument("--version", action="version", version=f"lpu {__version__}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs}")
+    sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
+    c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
+    c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
+    c.add_argument("--precision", action="append", help=f"repeatable; one of: {', '.join(models.PRECISIONS)}")
+    c.add_argument("--chip", default="lpu-v1")
+    c.add_argument("--context", type=int, default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
+    c.add_argument("--batch", type=int, default=1, help="users whose KV cache is held")
+    c.add_argument("--reserve", type=float, default=sram.RESERVE_FRACTION.nominal, help="fraction of each chip's SRAM reserved (default %(default)s)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=chips)
+    s = sub.add_parser("specs", help="a hardware spec with sources")
+    s.add_argument("name", nargs="?", default="lpu-v1", help=f"one of: {', '.join(hardware.names())}")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=specs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func = getattr(args, "func", tour)
+    try:
+        return func(args)
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"lpu: error: {e}", file=sys.stderr)
+        return 2

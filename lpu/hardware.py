@@ -1,0 +1,385 @@
+"""Hardware specifications: the LPU v1 chip, its node and rack, and the GPUs we compare with.
+
+Every figure lives here once, with its source. Where sources disagree (clock,
+SRAM bandwidth, power, C2C bandwidth) the spec stores the nominal value in its
+field and the low/nominal/high `Range` in ``ranges``; ``spec.corner("low")``
+returns the spec with every ranged field at its low end. Introduced in
+``notebooks/01_architecture.ipynb``.
+
+Sources (abbreviated in the records below):
+
+- ISCA 2020: Abts et al., "Think Fast: A Tensor Streaming Processor (TSP) for
+  Accelerating Deep Learning Workloads", ISCA 2020.
+- ISCA 2022: Abts et al., "A Software-defined Tensor Streaming Multiprocessor
+  for Large-scale Machine Learning", ISCA 2022.
+- ALCF: Argonne ALCF GroqRack user guide (argonne-lcf/user-guides,
+  ai-testbed/groq/system-overview).
+- Hot Chips 34: Abts, "The Groq Software-defined Scale-out Tensor Streaming
+  Multiprocessor", Hot Chips 34, 2022.
+- SHIP: Bitar et al., MLSys 2026 (production LLM serving on LPUs), via summary.
+- Linley: Linley Microprocessor Report, Jan 2020; Linley Newsletter, Nov 2020.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Union
+
+MiB = 2**20
+GB = 1e9
+TB = 1e12
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where sources disagree: the low, nominal (default) and high values, with their sources."""
+
+    low: float
+    nominal: float
+    high: float
+    source: str
+
+    def __post_init__(self):
+        if not self.low <= self.nominal <= self.high:
+            raise ValueError(f"Range must satisfy low <= nominal <= high, got {self.low}, {self.nominal}, {self.high}")
+
+    def at(self, corner: str) -> float:
+        if corner not in ("low", "nominal", "high"):
+            raise ValueError(f"corner must be 'low', 'nominal' or 'high', got {corner!r}")
+        return getattr(self, corner)
+
+
+class _Sourced:
+    """Mixin: per-field sources and ranges, and corners of the ranges."""
+
+    def source_of(self, field: str) -> str:
+        """The source of ``field`` (falls back to the record's own ``source``)."""
+        if field in dict(self.ranges):
+            return dict(self.ranges)[field].source
+        return dict(self.sources).get(field, self.source)
+
+    def range(self, field: str) -> Range:
+        """The low/nominal/high `Range` of ``field`` (a single-source field gives a degenerate range)."""
+        ranges = dict(self.ranges)
+        if field in ranges:
+            return ranges[field]
+        value = getattr(self, field)
+        return Range(value, value, value, self.source_of(field))
+
+    def corner(self, corner: str):
+        """This spec with every ranged field at its ``corner`` ("low", "nominal", "high")."""
+        return dataclasses.replace(self, **{f: r.at(corner) for f, r in self.ranges})
+
+
+def _pairs(**kw) -> tuple:
+    return tuple(kw.items())
+
+
+@dataclass(frozen=True)
+class ChipSpec(_Sourced):
+    """One LPU (TSP) chip: functional-slice layout, SRAM, compute, chip-to-chip links, card."""
+
+    name: str
+    # ---- silicon
+    process: str
+    die_mm: tuple[float, float]  # (width, height)
+    clock_hz: float
+    # ---- lanes and the functional-slice floorplan (per hemisphere, mirrored east/west)
+    superlanes: int
+    lanes_per_superlane: int
+    mem_slices: int  # MEM slices on the whole chip
+    mem_words_per_slice: int  # addresses per MEM slice
+    word_bytes: int  # one address holds one 320-byte vector
+    streams: int  # east + west streams carrying vectors between slices
+    mxm_planes: int  # 320 x 320 matrix planes on the chip
+    mxm_dim: int
+    vxm_alus_per_lane: int
+    queues_per_hemisphere: tuple[tuple[str, int], ...]  # instruction queues: (unit, count)
+    # ---- performance
+    peak_int8_ops_per_s: float  # published, at `peak_clock_hz`
+    peak_fp16_flops_per_s: float
+    peak_clock_hz: float
+    sram_bandwidth_Bps: float  # published aggregate SRAM bandwidth (upper bound on streaming)
+    # ---- chip-to-chip
+    c2c_links: int
+    c2c_lanes_per_link: int
+    c2c_lane_bps: float  # bits/s per lane
+    c2c_bandwidth_Bps: float  # per chip per direction
+    c2c_hop_latency_s: float
+    # ---- card
+    power_w: float
+    card_price_usd: float
+    card: str
+    source: str
+    sources: tuple = ()
+    ranges: tuple = ()
+
+    # ---- derived (never retyped) ----------------------------------------------
+    @property
+    def lanes(self) -> int:
+        """Vector length: 320 on LPU v1."""
+        return self.superlanes * self.lanes_per_superlane
+
+    @property
+    def sram_bytes(self) -> int:
+        """On-chip SRAM: slices x addresses x word bytes."""
+        return self.mem_slices * self.mem_words_per_slice * self.word_bytes
+
+    @property
+    def slice_bytes(self) -> int:
+        return self.mem_words_per_slice * self.word_bytes
+
+    @property
+    def vxm_alus(self) -> int:
+        return self.lanes * self.vxm_alus_per_lane
+
+    @property
+    def mxm_macs_per_cycle(self) -> int:
+        return self.mxm_planes * self.mxm_dim * self.mxm_dim
+
+    @property
+    def n_queues(self) -> int:
+        return 2 * sum(n for _, n in self.queues_per_hemisphere)
+
+    @property
+    def stream_bandwidth_Bps(self) -> float:
+        """Bytes/s all streams move: one word per stream per cycle, capped by the published SRAM bandwidth."""
+        return min(self.streams * self.word_bytes * self.clock_hz, self.sram_bandwidth_Bps)
+
+    def peak_ops_per_s(self, dtype: str = "int8") -> float:
+        """MXM peak at this spec's clock: int8/fp8 ops/s, or fp16/bf16 FLOP/s."""
+        scale = self.clock_hz / self.peak_clock_hz
+        if dtype in ("int8", "fp8", "int4"):
+            return self.peak_int8_ops_per_s * scale
+        if dtype in ("fp16", "bf16", "fp32"):
+            return self.peak_fp16_flops_per_s * scale
+        raise ValueError(f"unknown dtype {dtype!r}; known: int8, fp8, int4, fp16, bf16, fp32")
+
+    @property
+    def c2c_link_bandwidth_Bps(self) -> float:
+        """Raw bandwidth of one C2C link, one direction: lanes x lane rate."""
+        return self.c2c_lanes_per_link * self.c2c_lane_bps / 8
+
+
+@dataclass(frozen=True)
+class NodeSpec(_Sourced):
+    """A server of chips wired directly to each other."""
+
+    name: str
+    chips: int
+    topology: str
+    host: str
+    host_dram_bytes: float
+    source: str
+    sources: tuple = ()
+    ranges: tuple = ()
+
+
+@dataclass(frozen=True)
+class RackSpec(_Sourced):
+    """A rack of nodes, and the scale-out network between racks."""
+
+    name: str
+    node: NodeSpec
+    nodes: int
+    spare_nodes: int  # held back in normal operation; used for the 576-chip Llama 2 70B system
+    network: str
+    max_chips: int
+    end_to_end_latency_s: float  # across the largest system
+    source: str
+    sources: tuple = ()
+    ranges: tuple = ()
+
+    @property
+    def chips(self) -> int:
+        return self.nodes * self.node.chips
+
+    @property
+    def compute_chips(self) -> int:
+        return (self.nodes - self.spare_nodes) * self.node.chips
+
+
+@dataclass(frozen=True)
+class GPUSpec(_Sourced):
+    """One data-centre GPU (SXM form factor)."""
+
+    name: str
+    memory: str
+    memory_bytes: float
+    hbm_bandwidth_Bps: float
+    bf16_flops_per_s: float  # dense
+    fp8_flops_per_s: float | None  # dense; None where the GPU has no FP8 tensor cores
+    int8_ops_per_s: float
+    nvlink_bandwidth_Bps: float  # total per GPU
+    power_w: float
+    price_usd: float | None
+    source: str
+    sources: tuple = ()
+    ranges: tuple = ()
+
+    def peak_ops_per_s(self, dtype: str = "bf16") -> float:
+        if dtype in ("fp16", "bf16"):
+            return self.bf16_flops_per_s
+        if dtype == "fp8":
+            if self.fp8_flops_per_s is None:
+                raise ValueError(f"{self.name} has no FP8 tensor cores; use bf16 or int8")
+            return self.fp8_flops_per_s
+        if dtype in ("int8", "int4"):
+            return self.int8_ops_per_s
+        raise ValueError(f"unknown dtype {dtype!r}; known: bf16, fp16, fp8, int8, int4")
+
+
+_ISCA20 = "ISCA 2020 (Abts et al., TSP)"
+LPU_V1 = ChipSpec(
+    name="lpu-v1",
+    process="GlobalFoundries 14 nm",
+    die_mm=(25.0, 29.0),
+    clock_hz=900e6,
+    superlanes=20,
+    lanes_per_superlane=16,
+    mem_slices=88,
+    mem_words_per_slice=8192,
+    word_bytes=320,
+    streams=64,
+    mxm_planes=4,
+    mxm_dim=320,
+    vxm_alus_per_lane=16,
+    queues_per_hemisphere=(("MXM", 6), ("SXM", 14), ("MEM", 44), ("VXM", 8)),
+    peak_int8_ops_per_s=750e12,
+    peak_fp16_flops_per_s=188e12,
+    peak_clock_hz=900e6,
+    sram_bandwidth_Bps=55 * TB,
+    c2c_links=16,
+    c2c_lanes_per_link=4,
+    c2c_lane_bps=30e9,
+    c2c_bandwidth_Bps=240 * GB,
+    c2c_hop_latency_s=300e-9,
+    power_w=300.0,
+    card_price_usd=20_000.0,
+    card="GroqCard: PCIe Gen4 x16, one chip per card",
+    source=_ISCA20,
+    sources=_pairs(
+        process=f"{_ISCA20}, abstract; SemiAnalysis 'Groq Inference Tokenomics', Feb 2024",
+        die_mm=f"{_ISCA20}, abstract (25 x 29 mm)",
+        superlanes="Linley MPR Jan 2020 (20 superlanes x 16 lanes; instructions ripple one superlane per cycle)",
+        lanes_per_superlane="Linley MPR Jan 2020",
+        mem_slices="ISCA 2022 abstract / ALCF: 220 MiB per chip; 88 MEM slices of 2.5 MiB (derived)",
+        mem_words_per_slice="derived: 2.5 MiB per slice / 320-byte words = 8,192 addresses",
+        word_bytes="ISCA 2020: 320-byte vectors (one byte per lane)",
+        streams="SHIP Table 2: 64 streams x 320 B x 0.9 GHz usable in production (32 east + 32 west)",
+        mxm_planes="TechPowerUp Feb 2024; Linley MPR Jan 2020 ('>400,000 integer MACs per cycle'); 4 planes not confirmed",
+        mxm_dim="TechPowerUp Feb 2024: 320 x 320 fused dot-product arrays",
+        vxm_alus_per_lane="TechPowerUp Feb 2024; TechSpot Jan 2020: 5,120 ALUs = 16 per lane x 320 lanes",
+        queues_per_hemisphere="TechSpot Jan 2020 (6 MXM, 14 SXM, 44 MEM per hemisphere, 16 VXM); 144 queues: ISCA 2020",
+        peak_int8_ops_per_s="ALCF GroqRack user guide: 750 TOPS INT8 at 900 MHz",
+        peak_fp16_flops_per_s="ALCF GroqRack user guide: 188 TFLOPS FP16 at 900 MHz",
+        peak_clock_hz="ALCF GroqRack user guide (peak figures quoted at 900 MHz)",
+        c2c_links="Linley Newsletter Nov 2020: 16 links x 4 lanes x 30 Gb/s",
+        c2c_lanes_per_link="Linley Newsletter Nov 2020",
+        c2c_lane_bps="Linley Newsletter Nov 2020",
+        c2c_hop_latency_s="SHIP §4.1: ~300 ns per synchronous, software-scheduled hop",
+        card_price_usd="isopack blog, Feb 2024 (~$20,000, quantity 1)",
+        card="ALCF GroqRack user guide",
+    ),
+    ranges=_pairs(
+        clock_hz=Range(900e6, 900e6, 1250e6, f"{_ISCA20} abstract: 900 MHz nominal; TechSpot Jan 2020: 1.25 GHz maximum in early marketing"),
+        sram_bandwidth_Bps=Range(18.4 * TB, 55 * TB, 80 * TB,
+                                 "SHIP Table 2: 18.4 TB/s usable streaming (derived: 64 x 320 B x 0.9 GHz); "
+                                 "Hot Chips 34 slide 22: 55 TB/s; TechPowerUp / Hot Chips 34 marketing: 80 TB/s"),
+        power_w=Range(215.0, 300.0, 388.0, "01.me Feb 2024: 215 W spec; TechSpot: 300 W; SHIP §7.1: 388 W provisioned per LPU at system level"),
+        c2c_bandwidth_Bps=Range(235 * GB, 240 * GB, 240 * GB,
+                                "SHIP §7.1: 235 GB/s per chip over 11 logical ports in LLM production; "
+                                "Linley Nov 2020 / Hot Chips 34: 240 GB/s per direction (480 GB/s both ways)"),
+    ),
+)
+
+GROQ_NODE = NodeSpec(
+    name="groqnode",
+    chips=8,
+    topology="all-to-all (K8) over copper",
+    host="2 AMD EPYC",
+    host_dram_bytes=1e12,
+    source="Linley Newsletter Nov 2020; ALCF GroqRack user guide",
+)
+
+GROQ_RACK = RackSpec(
+    name="groqrack",
+    node=GROQ_NODE,
+    nodes=9,
+    spare_nodes=1,
+    network="software-defined Dragonfly; each chip is its own switch",
+    max_chips=10_440,
+    end_to_end_latency_s=3e-6,
+    source="ALCF GroqRack user guide (9 nodes = 72 chips, 8 compute + 1 spare); ISCA 2022 abstract (Dragonfly, 10,440 chips, < 3 us)",
+)
+
+_A100 = "NVIDIA A100 Tensor Core GPU datasheet"
+_HOPPER = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (Hopper)"
+A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)")
+H100 = GPUSpec("h100", "80 GB HBM3", 80 * GB, 3.35 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 27_500.0, source=f"{_HOPPER} (SXM5)",
+               sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k"),
+               ranges=_pairs(price_usd=Range(25_000.0, 27_500.0, 30_000.0, "press and reseller prices, 2023-2024: $25-30k")))
+H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GB, 4.8 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 32_000.0,
+               source="MLCommons inference v4.1 system description JSON (H200 SXM); NVIDIA H200 product page",
+               sources=_pairs(price_usd="press estimates, 2024: ~$32k"))
+
+Spec = Union[ChipSpec, NodeSpec, RackSpec, GPUSpec]
+REGISTRY: dict[str, Spec] = {s.name: s for s in (LPU_V1, GROQ_NODE, GROQ_RACK, A100, H100, H200)}
+ALIASES = {"lpu": "lpu-v1", "groqchip": "lpu-v1", "tsp": "lpu-v1", "a100-80gb": "a100", "h100-sxm": "h100", "h200-sxm": "h200"}
+
+
+def names() -> list[str]:
+    """Names of the registered specs."""
+    return list(REGISTRY)
+
+
+def get(name: str | Spec) -> Spec:
+    """Return the spec called ``name`` (case-insensitive; a spec passes through).
+
+    Examples
+    --------
+    >>> get("lpu-v1").sram_bytes
+    230686720
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones.
+    """
+    if isinstance(name, (ChipSpec, NodeSpec, RackSpec, GPUSpec)):
+        return name
+    key = str(name).lower()
+    key = ALIASES.get(key, key)
+    if key not in REGISTRY:
+        raise ValueError(f"unknown hardware {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[key]
+
+
+def _fmt_range(spec, field: str, scale: float, unit: str, digits: int = 4) -> str:
+    r = spec.range(field)
+    v = getattr(spec, field)
+
+    def f(x):
+        return f"{x / scale:.{digits}g}"
+
+    return f"{f(v)} {unit}" if r.low == r.high else f"{f(v)} {unit} (range {f(r.low)}-{f(r.high)})"
+
+
+def key_facts(chip: ChipSpec | str = "lpu-v1") -> list[tuple[str, str, str]]:
+    """The chip's headline figures as (quantity, value, source) rows, for the tour and notebook 01."""
+    c = get(chip)
+    return [
+        ("process, die", f"{c.process}, {c.die_mm[0]:g} x {c.die_mm[1]:g} mm", c.source_of("process")),
+        ("clock", _fmt_range(c, "clock_hz", 1e6, "MHz"), c.source_of("clock_hz")),
+        ("SRAM", f"{c.sram_bytes / 1e6:.1f} MB = {c.mem_slices} slices x {c.mem_words_per_slice:,} words x {c.word_bytes} B", c.source_of("mem_slices")),
+        ("SRAM bandwidth", _fmt_range(c, "sram_bandwidth_Bps", TB, "TB/s"), c.source_of("sram_bandwidth_Bps")),
+        ("stream bandwidth", f"{c.stream_bandwidth_Bps / TB:.1f} TB/s = {c.streams} streams x {c.word_bytes} B x clock", c.source_of("streams")),
+        ("vector lanes", f"{c.lanes} = {c.superlanes} superlanes x {c.lanes_per_superlane}; {c.vxm_alus:,} VXM ALUs", c.source_of("superlanes")),
+        ("matrix unit", f"{c.mxm_planes} x {c.mxm_dim}x{c.mxm_dim} = {c.mxm_macs_per_cycle:,} MACs/cycle", c.source_of("mxm_planes")),
+        ("peak compute", f"{c.peak_int8_ops_per_s / 1e12:.0f} TOPS int8, {c.peak_fp16_flops_per_s / 1e12:.0f} TFLOPS fp16", c.source_of("peak_int8_ops_per_s")),
+        ("chip-to-chip", f"{c.c2c_links} links, " + _fmt_range(c, "c2c_bandwidth_Bps", GB, "GB/s per direction") + f", ~{c.c2c_hop_latency_s * 1e9:.0f} ns/hop",
+         c.source_of("c2c_bandwidth_Bps")),
+        ("power", _fmt_range(c, "power_w", 1, "W"), c.source_of("power_w")),
+        ("card", f"{c.card}, ~${c.card_price_usd:,.0f}", c.source_of("card_price_usd")),
+    ]

@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""Measure LLM decode (time per output token) and prefill (time to first token) on one CUDA GPU.
+
+A Llama-architecture decoder with RANDOM bf16 weights (timing does not depend
+on the weight values) is run in plain PyTorch: RMSNorm, RoPE, grouped-query
+attention through ``scaled_dot_product_attention`` with a preallocated static
+KV cache, a SwiGLU FFN, and the classifier on the last position. Model shapes
+come from ``lpu/models.py`` (loaded directly, without importing the rest of
+the package).
+
+Measured, per model:
+
+* decode: seconds per output token (ITL) at several batch sizes with a context
+  of ``--context`` tokens already in the KV cache; each step is one replay of a
+  CUDA graph of the whole decode step (as serving frameworks do, so that
+  Python and kernel-launch overhead do not dominate); batch 1 also eager;
+* prefill: seconds for one forward over a prompt (batch 1, causal attention,
+  classifier on the last position): time to first token on an idle GPU;
+* the GPU's device-to-device copy bandwidth, and the weight bytes a decode
+  step streams divided by the ITL as a fraction of it.
+
+Usage::
+
+    python3 scripts/measure_gpu.py --models llama2-7b,llama3-8b --out results.csv
+    python3 scripts/measure_gpu.py --dry-run      # tiny model on the CPU, float32: exercises the code paths
+
+Only torch, numpy and the standard library are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import importlib.util
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = ["system", "model", "metric", "value", "unit", "precision", "chips", "batch", "prompt_tokens",
+          "output_tokens", "conditions", "date", "source", "role"]
+DATE = "2026-11-24"
+
+
+def load_models_module():
+    """Load lpu/models.py alone (the rest of the package may need numba or be mid-edit)."""
+    spec = importlib.util.spec_from_file_location("lpu_models", ROOT / "lpu" / "models.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["lpu_models"] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------
+def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    if hasattr(F, "rms_norm"):
+        return F.rms_norm(x, (x.shape[-1],), w, eps)
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, rotate-half form. x: [B, T, H, hd]; cos, sin: [T, hd/2]."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+
+class Llama:
+    """A Llama decoder with random weights allocated straight on the device.
+
+    Fused projections (wq|wk|wv and w1|w3) as serving frameworks use: the same
+    bytes and FLOPs as separate matrices, fewer kernel launches.
+    """
+
+    def __init__(self, cfg, device: str, dtype: torch.dtype, max_pos: int, seed: int = 0):
+        if cfg.is_moe:
+            raise ValueError(f"{cfg.name}: mixture-of-experts models are not supported by this script")
+        self.cfg, self.device, self.dtype = cfg, device, dtype
+        torch.manual_seed(seed)
+
+        def w(*shape, std=0.02):
+            return torch.empty(*shape, device=device, dtype=dtype).normal_(std=std)
+
+        def ones(n):
+            return torch.ones(n, device=device, dtype=dtype)
+
+        d, kv, hid = cfg.dim, cfg.kv_dim, cfg.hidden_dim
+        self.tok_emb = w(cfg.vocab_size, d)
+        self.layers = []
+        for _ in range(cfg.n_layers):
+            self.layers.append({
+                "attn_norm": ones(d),
+                "wqkv": w(d + 2 * kv, d),
+                "wo": w(d, d),
+                "ffn_norm": ones(d),
+                "w13": w(2 * hid, d),
+                "w2": w(d, hid),
+            })
+        self.norm = ones(d)
+        self.cls = self.tok_emb if cfg.tied_embeddings else w(cfg.vocab_size, d)
+        # RoPE tables for every position up to max_pos
+        hd = cfg.head_dim
+        inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))
+        ang = torch.outer(torch.arange(max_pos, device=device, dtype=torch.float32), inv)
+        self.cos, self.sin = ang.cos().to(dtype), ang.sin().to(dtype)
+        self.cache_k: list[torch.Tensor] = []
+        self.cache_v: list[torch.Tensor] = []
+
+    def param_bytes(self) -> int:
+        ts = [self.tok_emb, self.norm] + [t for layer in self.layers for t in layer.values()]
+        if not self.cfg.tied_embeddings:
+            ts.append(self.cls)
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    def decode_stream_bytes(self) -> int:
+        """Weight bytes one decode step reads: all but the token-embedding table (one row per user is gathered)."""
+        emb = 0 if self.cfg.tied_embeddings else self.tok_emb.numel() * self.tok_emb.element_size()
+        return self.param_bytes() - emb
+
+    def alloc_cache(self, batch: int, length: int):
+        self.free_cache()
+        shape = (batch, self.cfg.n_kv_heads, length, self.cfg.head_dim)
+        for _ in range(self.cfg.n_layers):
+            self.cache_k.append(torch.zeros(shape, device=self.device, dtype=self.dtype))
+            self.cache_v.append(torch.zeros(shape, device=self.device, dtype=self.dtype))
+
+    def free_cache(self):
+        self.cache_k, self.cache_v = [], []
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, start_pos: int) -> torch.Tensor:
+        """tokens [B, T] at positions start_pos..start_pos+T-1; returns logits [B, vocab] of the last position.
+
+        T > 1 (prefill) requires start_pos == 0: causal attention over the prompt.
+        T == 1 (decode) attends over the cache's first start_pos+1 positions.
+        """
+        cfg = self.cfg
+        B, T = tokens.shape
+        H, KV, hd, d, kv = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.dim, cfg.kv_dim
+        cos, sin = self.cos[start_pos:start_pos + T], self.sin[start_pos:start_pos + T]
+        h = F.embedding(tokens, self.tok_emb)  # [B, T, d]
+        for i, L in enumerate(self.layers):
+            x = _rms_norm(h, L["attn_norm"], cfg.norm_eps)
+            qkv = F.linear(x, L["wqkv"])
+            q, k, v = qkv.split([d, kv, kv], dim=-1)
+            q = _rope(q.view(B, T, H, hd), cos, sin).transpose(1, 2)  # [B, H, T, hd]
+            k = _rope(k.view(B, T, KV, hd), cos, sin).transpose(1, 2)  # [B, KV, T, hd]
+            v = v.view(B, T, KV, hd).transpose(1, 2)
+            ck, cv = self.cache_k[i], self.cache_v[i]
+            ck[:B, :, start_pos:start_pos + T] = k
+            cv[:B, :, start_pos:start_pos + T] = v
+            if T == 1:
+                keys, vals = ck[:B, :, :start_pos + 1], cv[:B, :, :start_pos + 1]
+                a = _sdpa(q, keys, vals, causal=False)
+            else:
+                assert start_pos == 0, "prefill starts at position 0"
+                a = _sdpa(q, k, v, causal=True)
+            h = h + F.linear(a.transpose(1, 2).reshape(B, T, d), L["wo"])
+            x = _rms_norm(h, L["ffn_norm"], cfg.norm_eps)
+            g, u = F.linear(x, L["w13"]).chunk(2, dim=-1)
+            h = h + F.linear(F.silu(g) * u, L["w2"])
+        h = _rms_norm(h[:, -1], self.norm, cfg.norm_eps)
+        return F.linear(h, self.cls)
+
+
+_GQA_OK = None
+
+
+def _sdpa(q, k, v, causal: bool):
+    global _GQA_OK
+    if q.shape[1] != k.shape[1]:
+        if _GQA_OK is not False:
+            try:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+                _GQA_OK = True
+                return out
+            except TypeError:
+                _GQA_OK = False
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+class Timer:
+    """Times one call of fn, with CUDA events on a GPU and perf_counter on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
+
+    def sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def median(self, fn, n: int, warmup: int) -> float:
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        times = []
+        if self.cuda:
+            evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+            for s, e in evs:
+                s.record()
+                fn()
+                e.record()
+            torch.cuda.synchronize()
+            times = [s.elapsed_time(e) / 1e3 for s, e in evs]
+        else:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+
+def copy_bandwidth(device: str, nbytes: int, timer: Timer) -> float:
+    """Device-to-device copy bandwidth in bytes/s (bytes read + written per second)."""
+    n = nbytes // 2
+    src = torch.empty(n, device=device, dtype=torch.bfloat16).normal_()
+    dst = torch.empty_like(src)
+    t = timer.median(lambda: dst.copy_(src), n=20, warmup=3)
+    del src, dst
+    return 2 * n * 2 / t
+
+
+def make_graph_step(model: Llama, tokens: torch.Tensor, pos: int):
+    """Capture one decode step (static tokens, fixed position) in a CUDA graph; returns a replay function."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            model.forward(tokens, pos)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = model.forward(tokens, pos)
+    return g, out
+
+
+def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_bw: float | None):
+    """Returns a list of result dicts for one model."""
+    res = []
+    max_prompt = max(args.prompts) if args.prompts else 0
+    max_pos = max(max_prompt, args.context + 1) + 8
+    t0 = time.perf_counter()
+    model = Llama(cfg, device, dtype, max_pos)
+    timer.sync()
+    wbytes, sbytes = model.param_bytes(), model.decode_stream_bytes()
+    print(f"\n== {name}: {wbytes / 1e9:.2f} GB of weights ({sbytes / 1e9:.2f} GB streamed per decode step), "
+          f"allocated in {time.perf_counter() - t0:.1f} s", flush=True)
+    gen = torch.Generator(device="cpu").manual_seed(1)
+
+    def toks(b, t):
+        return torch.randint(0, cfg.vocab_size, (b, t), generator=gen).to(device)
+
+    try:
+        # ---- prefill (batch 1) ----
+        if args.prompts:
+            model.alloc_cache(1, max_prompt)
+            for P in args.prompts:
+                x = toks(1, P)
+                try:
+                    t = timer.median(lambda: model.forward(x, 0), n=args.prefill_iters, warmup=2)
+                except torch.cuda.OutOfMemoryError as e:
+                    print(f"   prefill {P}: out of memory, skipped ({str(e).splitlines()[0]})", flush=True)
+                    _cleanup(device)
+                    continue
+                print(f"   prefill  prompt {P:5d}: {t * 1e3:9.2f} ms  ({P / t:,.0f} tok/s)", flush=True)
+                res.append(dict(model=name, metric="ttft_s", value=t, batch=1, tokens=P, mode="prefill"))
+            model.free_cache()
+            _cleanup(device)
+
+        # ---- decode ----
+        ctx = args.context
+        bmax = max(args.batches)
+        model.alloc_cache(bmax, ctx + 1)
+        kv_step = lambda b: b * (ctx + 1) * cfg.kv_bytes_per_token("bf16" if dtype == torch.bfloat16 else "fp32")
+        if 1 in args.batches and args.eager:
+            x = toks(1, 1)
+            t = timer.median(lambda: model.forward(x, ctx), n=args.decode_iters, warmup=5)
+            res.append(_decode_row(name, t, 1, ctx, "eager", sbytes, kv_step(1), copy_bw))
+        for b in args.batches:
+            x = toks(b, 1)
+            try:
+                if timer.cuda and not args.no_graph:
+                    g, _out = make_graph_step(model, x, ctx)
+                    t = timer.median(g.replay, n=args.decode_iters, warmup=5)
+                    del g, _out
+                    mode = "graph"
+                else:
+                    t = timer.median(lambda: model.forward(x, ctx), n=args.decode_iters, warmup=3)
+                    mode = "eager"
+            except torch.cuda.OutOfMemoryError as e:
+                print(f"   decode batch {b}: out of memory, skipped ({str(e).splitlines()[0]})", flush=True)
+                _cleanup(device)
+                continue
+            res.append(_decode_row(name, t, b, ctx, mode, sbytes, kv_step(b), copy_bw))
+        for r in res:
+            if r["metric"] == "itl_s":
+                bw = f"  weights {r['w_bw'] / 1e9:7.0f} GB/s" + (f" = {r['frac']:.0%} of copy bw" if copy_bw else "")
+                print(f"   decode   batch {r['batch']:3d} ({r['mode']:5s}): {r['value'] * 1e3:8.3f} ms/token{bw}", flush=True)
+        if timer.cuda:
+            print(f"   peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+    finally:
+        model.free_cache()
+        del model
+        _cleanup(device)
+    return res
+
+
+def _decode_row(name, t, b, ctx, mode, sbytes, kvbytes, copy_bw):
+    w_bw = sbytes / t
+    return dict(model=name, metric="itl_s", value=t, batch=b, tokens=ctx, mode=mode, w_bw=w_bw,
+                wkv_bw=(sbytes + kvbytes) / t, frac=(w_bw / copy_bw) if copy_bw else None,
+                frac_kv=((sbytes + kvbytes) / t / copy_bw) if copy_bw else None)
+
+
+def _cleanup(device):
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sig4(v: float) -> str:
+    return f"{float(f'{v:.4g}'):.10g}"
+
+
+def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int):
+    system = "h100" if "H100" in gpu_name else "h200" if "H200" in gpu_name else gpu_name.lower().replace(" ", "-")
+    tv = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    source = f"measured here: scripts/measure_gpu.py on {gpu_name} (device lent to this project)"
+    rows = []
+    for r in results:
+        if r["metric"] == "itl_s":
+            how = "CUDA graph decode" if r["mode"] == "graph" else "eager decode (no CUDA graph)"
+            cond = (f"measured: PyTorch {tv} bf16, {how}, random weights, SDPA attention, context {context}, "
+                    f"batch {r['batch']}, 1 GPU, no serving stack or network")
+            if r["frac"] is not None:
+                cond += (f"; weights streamed at {r['w_bw'] / 1e9:.0f} GB/s = {r['frac']:.0%} of measured "
+                         f"device-to-device copy bandwidth {copy_bw / 1e9:.0f} GB/s")
+        else:
+            cond = (f"measured: PyTorch {tv} bf16, eager prefill, random weights, SDPA causal attention, "
+                    f"prompt {r['tokens']}, batch 1, time of one forward incl. classifier on the last position "
+                    f"(time to first token on an idle GPU), 1 GPU, no serving stack, queueing or network")
+        rows.append({"system": system, "model": r["model"], "metric": r["metric"], "value": sig4(r["value"]),
+                     "unit": "s", "precision": "bf16", "chips": "1", "batch": str(r["batch"]),
+                     "prompt_tokens": str(r["tokens"]), "output_tokens": "", "conditions": cond, "date": DATE,
+                     "source": source, "role": "validation"})
+    return rows
+
+
+def check_consistency(model: Llama, T: int, device: str):
+    """Decode after a prefill must give the same logits as a prefill over one more token (float32 check)."""
+    toks = torch.randint(0, model.cfg.vocab_size, (2, T + 1), device=device)
+    model.alloc_cache(2, T + 1)
+    full = model.forward(toks, 0)
+    model.alloc_cache(2, T + 1)
+    model.forward(toks[:, :T], 0)
+    step = model.forward(toks[:, T:], T)
+    model.free_cache()
+    err = (full - step).abs().max().item() / full.abs().max().item()
+    print(f"consistency check (prefill {T + 1} vs prefill {T} + decode 1): max rel diff {err:.2e}")
+    if err > 1e-4:
+        raise SystemExit("consistency check FAILED")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="llama2-7b,llama3-8b,llama2-13b", help="comma-separated preset names from lpu/models.py")
+    ap.add_argument("--batches", default="1,8,32", help="decode batch sizes")
+    ap.add_argument("--prompts", default="128,550,2048", help="prefill prompt lengths (batch 1); empty for none")
+    ap.add_argument("--context", type=int, default=550, help="tokens already in the KV cache when decoding")
+    ap.add_argument("--decode-iters", type=int, default=50)
+    ap.add_argument("--prefill-iters", type=int, default=7)
+    ap.add_argument("--no-eager", dest="eager", action="store_false", help="skip the eager batch-1 decode")
+    ap.add_argument("--no-graph", action="store_true", help="decode without CUDA graphs")
+    ap.add_argument("--copy-gib", type=float, default=2.0, help="size of the tensor copied to measure bandwidth")
+    ap.add_argument("--out", help="write CSV rows (data/published.csv schema, with header) here")
+    ap.add_argument("--dry-run", action="store_true", help="tiny model (stories260K) in float32 on the CPU: exercises the code paths")
+    args = ap.parse_args(argv)
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.prompts = [int(p) for p in args.prompts.split(",") if p]
+    mm = load_models_module()
+
+    if args.dry_run:
+        device, dtype, gpu = "cpu", torch.float32, "CPU (dry run)"
+        args.models = "stories260K"
+        args.prompts = [p for p in args.prompts if p <= 400] or [64]
+        args.context = min(args.context, 300)
+        args.decode_iters, args.prefill_iters, args.copy_gib = 5, 3, 0.05
+        torch.manual_seed(0)
+        check_consistency(Llama(mm.get("stories260K"), device, dtype, 512), 37, device)
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("error: no CUDA GPU available (torch.cuda.is_available() is False); "
+                             "use --dry-run to exercise the code on the CPU")
+        device, dtype = "cuda", torch.bfloat16
+        gpu = torch.cuda.get_device_name(0)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    timer = Timer(device)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    cfgs = {n: mm.get(n) for n in names}  # unknown names fail here, before any GPU work
+
+    print(f"device: {gpu}; torch {torch.__version__}; numpy {np.__version__}")
+    if device == "cuda":
+        free, total = torch.cuda.mem_get_info()
+        print(f"GPU memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
+    copy_bw = copy_bandwidth(device, int(args.copy_gib * 2**30), timer)
+    _cleanup(device)
+    print(f"device-to-device copy bandwidth ({args.copy_gib:g} GiB tensor, read+write): {copy_bw / 1e9:,.0f} GB/s")
+
+    results = []
+    for n in names:
+        try:
+            results += measure_model(n, cfgs[n], args, device, dtype, timer, copy_bw)
+        except torch.cuda.OutOfMemoryError as e:
+            print(f"\n!! {n}: out of GPU memory, model skipped ({str(e).splitlines()[0]})", flush=True)
+            _cleanup(device)
+
+    # ---- table ----
+    print(f"\n{'model':14s} {'metric':7s} {'batch':>5s} {'tokens':>6s} {'mode':>7s} {'value (ms)':>11s} {'wt GB/s':>8s} {'%copy':>6s} {'w+kv %copy':>10s}")
+    for r in results:
+        extra = ""
+        if r["metric"] == "itl_s":
+            extra = f" {r['w_bw'] / 1e9:8.0f} {r['frac']:6.1%} {r['frac_kv']:10.1%}"
+        print(f"{r['model']:14s} {r['metric']:7s} {r['batch']:5d} {r['tokens']:6d} {r['mode']:>7s} {r['value'] * 1e3:11.3f}{extra}")
+    print(f"copy bandwidth: {copy_bw / 1e9:,.0f} GB/s")
+
+    if args.out:
+        rows = csv_rows(results, gpu, copy_bw, args.context)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=HEADER, lineterminator="\n")
+            wr.writeheader()
+            wr.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
