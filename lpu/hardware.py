@@ -383,3 +383,25 @@ def key_facts(chip: ChipSpec | str = "lpu-v1") -> list[tuple[str, str, str]]:
         ("power", _fmt_range(c, "power_w", 1, "W"), c.source_of("power_w")),
         ("card", f"{c.card}, ~${c.card_price_usd:,.0f}", c.source_of("card_price_usd")),
     ]
+
+
+def memory_comparison(names: tuple[str, ...] = ("lpu-v1", "a100", "h100", "h200")) -> list[dict]:
+    """On-chip SRAM against HBM: capacity, bandwidth (low/nominal/high) and bandwidth per byte stored.
+
+    ``reads_per_s`` is bandwidth / capacity: how many times a second the whole
+    memory can be read, the quantity that bounds a memory-bound decoder when the
+    model fills the memory. Used in ``notebooks/01_architecture.ipynb``.
+    """
+    rows = []
+    for name in names:
+        s = get(name)
+        if isinstance(s, ChipSpec):
+            memory, capacity, field = "on-chip SRAM", s.sram_bytes, "sram_bandwidth_Bps"
+        elif isinstance(s, GPUSpec):
+            memory, capacity, field = s.memory, s.memory_bytes, "hbm_bandwidth_Bps"
+        else:
+            raise ValueError(f"{name!r} is not a chip or GPU; known: {', '.join(n for n, v in REGISTRY.items() if isinstance(v, (ChipSpec, GPUSpec)))}")
+        r = s.range(field)
+        rows.append(dict(device=s.name, memory=memory, capacity_bytes=capacity, bandwidth_low_Bps=r.low, bandwidth_Bps=r.nominal,
+                         bandwidth_high_Bps=r.high, reads_per_s=r.nominal / capacity, source=r.source))
+    return rows

@@ -158,7 +158,8 @@ class ModelConfig:
         """Bytes of the weights stored at ``precision`` (norms and router stay at activation precision)."""
         p = get_precision(precision)
         groups = self.param_groups(active=active)
-        dtype_of = {"embedding": p.embedding, "classifier": p.embedding, "attention": p.attention, "ffn": p.ffn, "router": p.activations, "norms": p.activations}
+        dtype_of = {"embedding": p.embedding, "classifier": p.embedding, "attention": p.attention, "ffn": p.ffn,
+                    "router": p.activations, "norms": p.activations}
         return math.ceil(sum(n * DTYPE_BYTES[dtype_of[g]] for g, n in groups.items()))
 
     def kv_bytes_per_token(self, precision: str | Precision = "fp16") -> int:

@@ -128,7 +128,8 @@ class SRAM:
         if room.sum() < need:
             free_in_chosen = sum(e - b for s in chosen for b, e in self._free[s]) * self.chip.word_bytes
             hint = "the free space is fragmented" if free_in_chosen >= nbytes else ""
-            raise SRAMCapacityError(name, need * self.chip.word_bytes, int(room.sum()) * self.chip.word_bytes, self.name, hint)
+            where = self.name if slices is None else f"{self.name} (in the {len(chosen)} slices asked for)"
+            raise SRAMCapacityError(name, need * self.chip.word_bytes, int(room.sum()) * self.chip.word_bytes, where, hint)
         take = _water_fill(room, need)
         placed_slices, starts, words = [], [], []
         for s, w in zip(chosen, take):
@@ -315,3 +316,14 @@ def chips_needed(model: models.ModelConfig | str, chip: hardware.ChipSpec | str 
     usable = c.sram_bytes * (1 - reserve_fraction)
     chips = max(1, math.ceil((weights + kv + act) / usable))
     return ChipsNeeded(m.name, c.name, p.name, int(T), int(batch), weights, kv, act, reserve_fraction, c.sram_bytes, chips, r.chips, c.card_price_usd)
+
+
+def max_users(model: models.ModelConfig | str, chips: int, chip: hardware.ChipSpec | str = "lpu-v1", precision: str | models.Precision = "fp16",
+              context_tokens: int | None = None, reserve_fraction: float = RESERVE_FRACTION.nominal) -> int:
+    """How many users' KV caches (each ``context_tokens`` long) fit beside the weights on ``chips`` chips; 0 if the weights alone do not fit."""
+    m, c, p = models.get(model), hardware.get(chip), models.get_precision(precision)
+    T = m.seq_len if context_tokens is None else context_tokens
+    one = chips_needed(m, c, p, T, 1, reserve_fraction)
+    free = chips * one.usable_bytes_per_chip - one.weight_bytes
+    per_user = one.kv_cache_bytes + one.activation_bytes
+    return max(int(free // per_user), 0)

@@ -1,0 +1,120 @@
+"""Figures for the notebooks (matplotlib + seaborn). Each takes data from the package and an optional ``ax``."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from . import hardware, sram
+
+UNIT_COLOURS = {"MXM": "#d95f02", "SXM": "#7570b3", "MEM": "#1b9e77", "VXM": "#e7298a"}
+
+
+def _ax(ax, size):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def chip_floorplan(chip: hardware.ChipSpec | str = "lpu-v1", ax=None):
+    """The TSP's functional slices west to east, superlanes bottom to top (``notebooks/01_architecture.ipynb``).
+
+    Each hemisphere holds, from the edge to the centre, the MXM, the SXM and its
+    half of the MEM slices; the VXM sits in the centre. Vectors flow east and
+    west on streams; instructions enter superlane 0 and ripple up one superlane
+    per cycle.
+    """
+    c = hardware.get(chip)
+    ax = _ax(ax, (11, 4.8))
+    mem_half = c.mem_slices // 2
+    # (unit, width in drawing units, label); MEM drawn slice by slice
+    west = [("MXM", 6, f"MXM\n{c.mxm_planes // 2} planes\n{c.mxm_dim}x{c.mxm_dim}"), ("SXM", 3, "SXM")]
+    layout = west + [("MEM", 1, None)] * mem_half + [("VXM", 6, f"VXM\n{c.vxm_alus_per_lane} ALUs/lane")] + \
+        [("MEM", 1, None)] * mem_half + list(reversed(west))
+    x = 0.0
+    gap = 0.15
+    for unit, width, label in layout:
+        w = width * 0.6 if unit == "MEM" else width
+        for s in range(c.superlanes):
+            ax.add_patch(Rectangle((x, s), w - gap, 0.85, color=UNIT_COLOURS[unit], alpha=0.85 if unit != "MEM" else 0.6, lw=0))
+        if label:
+            ax.text(x + (w - gap) / 2, c.superlanes + 0.6, label, ha="center", va="bottom", fontsize=8)
+        x += w
+    total = x
+    mem_w = mem_half * 0.6
+    for centre, name in ((6 + 3 + mem_w / 2, "west MEM"), (total - 9 - mem_w / 2, "east MEM")):
+        ax.text(centre, c.superlanes + 0.6, f"{name}\n{mem_half} slices x {c.mem_words_per_slice:,} x {c.word_bytes} B", ha="center", va="bottom", fontsize=8)
+    y = -1.2
+    ax.add_patch(FancyArrowPatch((total / 2, y), (total - 1, y), arrowstyle="-|>", mutation_scale=12, color="k"))
+    ax.add_patch(FancyArrowPatch((total / 2, y), (1, y), arrowstyle="-|>", mutation_scale=12, color="k"))
+    ax.text(total / 2, y - 0.9, f"{c.streams} streams (east + west), {c.word_bytes} B each per cycle = "
+            f"{c.stream_bandwidth_Bps / 1e12:.1f} TB/s at {c.clock_hz / 1e6:.0f} MHz", ha="center", va="top", fontsize=9)
+    ax.add_patch(FancyArrowPatch((-1.5, 0), (-1.5, c.superlanes), arrowstyle="-|>", mutation_scale=12, color="grey"))
+    ax.text(-2.2, c.superlanes / 2, f"{c.superlanes} superlanes x {c.lanes_per_superlane} lanes = {c.lanes}-element vectors;\n"
+            "an instruction ripples up one superlane per cycle", rotation=90, ha="right", va="center", fontsize=8, color="dimgrey")
+    ax.set_xlim(-5, total + 1)
+    ax.set_ylim(-3.5, c.superlanes + 4)
+    ax.set_axis_off()
+    ax.set_title(f"{c.name}: {c.sram_bytes / 1e6:.1f} MB SRAM in {c.mem_slices} MEM slices, {c.n_queues} instruction queues, "
+                 f"{c.die_mm[0]:g} x {c.die_mm[1]:g} mm", fontsize=10)
+    return ax
+
+
+def sram_occupancy(memory: sram.SRAM, address_bins: int = 64, ax=None, legend: bool = True):
+    """Heatmap of one chip's SRAM: which tensor owns each (slice, address bin)."""
+    ax = _ax(ax, (11, 4))
+    owner = memory.owner_map(address_bins).T  # (address_bins, slices)
+    names = list(memory.allocations)
+    palette = sns.color_palette("tab20", max(len(names), 1))
+    cmap = plt.matplotlib.colors.ListedColormap(["#f0f0f0"] + [palette[i % len(palette)] for i in range(len(names))])
+    ax.grid(False)
+    ax.imshow(owner + 1, aspect="auto", origin="lower", cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
+    ax.set_xlabel("MEM slice (west 0 ... east)")
+    ax.set_ylabel(f"address bin ({memory.chip.mem_words_per_slice // address_bins} words each)")
+    ax.set_title(f"{memory.name}: {memory.used_bytes / 1e6:.1f} of {memory.capacity_bytes / 1e6:.1f} MB used "
+                 f"({memory.used_bytes / memory.capacity_bytes:.0%})", fontsize=10)
+    if legend and names:
+        handles = [Rectangle((0, 0), 1, 1, color=cmap(i + 1)) for i in range(len(names))] + [Rectangle((0, 0), 1, 1, color=cmap(0))]
+        ax.legend(handles, names + ["free"], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return ax
+
+
+def stream_bandwidth_vs_slices(chip: hardware.ChipSpec | str = "lpu-v1", ax=None):
+    """Bandwidth a tensor streams at against the MEM slices it spans, with the published SRAM bandwidth range."""
+    c = hardware.get(chip)
+    ax = _ax(ax, (6, 3.5))
+    n = np.arange(1, c.mem_slices + 1)
+    ax.plot(n, [sram.stream_bandwidth_Bps(c, int(k)) / 1e12 for k in n], color=UNIT_COLOURS["MEM"], lw=2, label="streaming model")
+    r = c.range("sram_bandwidth_Bps")
+    ax.axhspan(r.low / 1e12, r.high / 1e12, color="grey", alpha=0.15, label=f"published SRAM bandwidth {r.low / 1e12:.1f}-{r.high / 1e12:.0f} TB/s")
+    ax.axvline(c.streams, color="k", ls=":", lw=1)
+    ax.text(c.streams + 1, 2, f"{c.streams} streams", fontsize=8)
+    ax.set(xlabel="MEM slices the tensor spans", ylabel="TB/s", title="Spread a tensor over slices to stream it fast")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def chips_vs_context(df: pd.DataFrame, ax=None):
+    """Line plot of chips needed against context tokens; ``df`` has columns context_tokens, chips, precision, batch."""
+    ax = _ax(ax, (7, 4))
+    sns.lineplot(data=df, x="context_tokens", y="chips", hue="precision", style="batch", markers=True, ax=ax)
+    ax.set(xlabel="context tokens per user", ylabel="chips needed", xscale="log")
+    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    return ax
+
+
+def bytes_breakdown(needed, ax=None):
+    """Horizontal bar: weights, KV cache, activations and reserve of a `ChipsNeeded`, in GB."""
+    ax = _ax(ax, (6, 1.8))
+    parts = {"weights": needed.weight_bytes, "KV cache": needed.kv_cache_bytes, "activations": needed.activation_bytes, "reserve": needed.reserve_bytes}
+    left = 0.0
+    for (name, b), colour in zip(parts.items(), sns.color_palette("Set2", 4)):
+        ax.barh(0, b / 1e9, left=left, color=colour, label=f"{name} {b / 1e9:.2f} GB")
+        left += b / 1e9
+    ax.axvline(needed.chips * needed.sram_bytes_per_chip / 1e9, color="k", ls="--", lw=1)
+    ax.set(yticks=[], xlabel=f"GB ({needed.chips:,} chips x {needed.sram_bytes_per_chip / 1e6:.1f} MB = dashed line)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6), ncol=4, fontsize=8, frameon=False)
+    return ax

@@ -1,0 +1,41 @@
+"""ipywidgets explorers for the notebooks."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from . import hardware, models, plots, sram
+
+
+def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_tokens: int = 4096, batch: int = 1):
+    """Model, precision, context and batch -> chips, racks and card cost (``notebooks/01_architecture.ipynb``)."""
+    chip = hardware.get("lpu-v1")
+    rack = hardware.get("groqrack")
+    model_w = w.Dropdown(options=models.names(), value=model, description="model")
+    prec_w = w.Dropdown(options=list(models.PRECISIONS), value=precision, description="precision")
+    ctx_w = w.IntSlider(value=context_tokens, min=0, max=32768, step=256, description="context", continuous_update=False)
+    batch_w = w.IntSlider(value=batch, min=1, max=256, description="users", continuous_update=False)
+    reserve_w = w.FloatSlider(value=sram.RESERVE_FRACTION.nominal, min=sram.RESERVE_FRACTION.low, max=sram.RESERVE_FRACTION.high, step=0.01,
+                              description="reserve", continuous_update=False)
+    out = w.Output()
+
+    def update(*_):
+        m = models.get(model_w.value)
+        ctx = min(ctx_w.value, m.seq_len)
+        n = sram.chips_needed(m, chip, prec_w.value, ctx, batch_w.value, reserve_w.value, rack)
+        with out:
+            out.clear_output(wait=True)
+            print(f"{m.name} at {n.precision}, {batch_w.value} user(s) x {ctx:,} tokens"
+                  f"{' (capped at the model context)' if ctx < ctx_w.value else ''}:")
+            print(f"  {n.chips:,} chips = {n.chips / rack.node.chips:.1f} nodes = {n.racks} rack(s); cards ${n.card_cost_usd / 1e6:.2f}M")
+            plots.bytes_breakdown(n)
+            plt.show()
+
+    for x in (model_w, prec_w, ctx_w, batch_w, reserve_w):
+        x.observe(update, names="value")
+    update()
+    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([ctx_w, batch_w, reserve_w]), out])
+    display(box)
+    return box
