@@ -33,7 +33,6 @@ import argparse
 import csv
 import gc
 import importlib.util
-import math
 import statistics
 import sys
 import time
@@ -232,7 +231,6 @@ def copy_bandwidth(device: str, nbytes: int, timer: Timer) -> float:
     src = torch.empty(n, device=device, dtype=torch.bfloat16).normal_()
     dst = torch.empty_like(src)
     t = timer.median(lambda: dst.copy_(src), n=20, warmup=3)
-    del src, dst
     return 2 * n * 2 / t
 
 
@@ -273,13 +271,26 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
             for P in args.prompts:
                 x = toks(1, P)
                 try:
-                    t = timer.median(lambda: model.forward(x, 0), n=args.prefill_iters, warmup=2)
+                    t = timer.median(lambda x=x: model.forward(x, 0), n=args.prefill_iters, warmup=2)
                 except torch.cuda.OutOfMemoryError as e:
                     print(f"   prefill {P}: out of memory, skipped ({str(e).splitlines()[0]})", flush=True)
                     _cleanup(device)
                     continue
-                print(f"   prefill  prompt {P:5d}: {t * 1e3:9.2f} ms  ({P / t:,.0f} tok/s)", flush=True)
-                res.append(dict(model=name, metric="ttft_s", value=t, batch=1, tokens=P, mode="prefill"))
+                graph = timer.cuda and not args.no_graph
+                print(f"   prefill  prompt {P:5d} (eager): {t * 1e3:9.2f} ms  ({P / t:,.0f} tok/s)", flush=True)
+                res.append(dict(model=name, metric="ttft_s", value=t, batch=1, tokens=P, mode="eager", csv=not graph))
+                if graph:  # the same forward as one CUDA graph: no Python / launch overhead
+                    try:
+                        g, _out = make_graph_step(model, x, 0)
+                        t = timer.median(g.replay, n=args.prefill_iters, warmup=2)
+                        del g, _out
+                    except torch.cuda.OutOfMemoryError as e:
+                        print(f"   prefill {P} (graph): out of memory, skipped ({str(e).splitlines()[0]})", flush=True)
+                        res[-1]["csv"] = True
+                        _cleanup(device)
+                        continue
+                    print(f"   prefill  prompt {P:5d} (graph): {t * 1e3:9.2f} ms  ({P / t:,.0f} tok/s)", flush=True)
+                    res.append(dict(model=name, metric="ttft_s", value=t, batch=1, tokens=P, mode="graph", csv=True))
             model.free_cache()
             _cleanup(device)
 
@@ -288,7 +299,7 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
         bmax = max(args.batches)
         model.alloc_cache(bmax, ctx + 1)
         kv_step = lambda b: b * (ctx + 1) * cfg.kv_bytes_per_token("bf16" if dtype == torch.bfloat16 else "fp32")
-        if 1 in args.batches and args.eager:
+        if 1 in args.batches and args.eager and timer.cuda and not args.no_graph:
             x = toks(1, 1)
             t = timer.median(lambda: model.forward(x, ctx), n=args.decode_iters, warmup=5)
             res.append(_decode_row(name, t, 1, ctx, "eager", sbytes, kv_step(1), copy_bw))
@@ -301,7 +312,7 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
                     del g, _out
                     mode = "graph"
                 else:
-                    t = timer.median(lambda: model.forward(x, ctx), n=args.decode_iters, warmup=3)
+                    t = timer.median(lambda x=x: model.forward(x, ctx), n=args.decode_iters, warmup=3)
                     mode = "eager"
             except torch.cuda.OutOfMemoryError as e:
                 print(f"   decode batch {b}: out of memory, skipped ({str(e).splitlines()[0]})", flush=True)
@@ -316,7 +327,7 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
             print(f"   peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
     finally:
         model.free_cache()
-        del model
+        model = None  # free the GPU memory before the next model
         _cleanup(device)
     return res
 
@@ -339,25 +350,28 @@ def sig4(v: float) -> str:
     return f"{float(f'{v:.4g}'):.10g}"
 
 
-def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int):
+def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int, precision: str = "bf16"):
     system = "h100" if "H100" in gpu_name else "h200" if "H200" in gpu_name else gpu_name.lower().replace(" ", "-")
     tv = ".".join(torch.__version__.split("+")[0].split(".")[:2])
     source = f"measured here: scripts/measure_gpu.py on {gpu_name} (device lent to this project)"
     rows = []
     for r in results:
+        if not r.get("csv", True):
+            continue
         if r["metric"] == "itl_s":
             how = "CUDA graph decode" if r["mode"] == "graph" else "eager decode (no CUDA graph)"
-            cond = (f"measured: PyTorch {tv} bf16, {how}, random weights, SDPA attention, context {context}, "
+            cond = (f"measured: PyTorch {tv} {precision}, {how}, random weights, SDPA attention, context {context}, "
                     f"batch {r['batch']}, 1 GPU, no serving stack or network")
             if r["frac"] is not None:
                 cond += (f"; weights streamed at {r['w_bw'] / 1e9:.0f} GB/s = {r['frac']:.0%} of measured "
                          f"device-to-device copy bandwidth {copy_bw / 1e9:.0f} GB/s")
         else:
-            cond = (f"measured: PyTorch {tv} bf16, eager prefill, random weights, SDPA causal attention, "
+            how = "CUDA graph prefill (Python/launch overhead excluded)" if r["mode"] == "graph" else "eager prefill"
+            cond = (f"measured: PyTorch {tv} {precision}, {how}, random weights, SDPA causal attention, "
                     f"prompt {r['tokens']}, batch 1, time of one forward incl. classifier on the last position "
                     f"(time to first token on an idle GPU), 1 GPU, no serving stack, queueing or network")
         rows.append({"system": system, "model": r["model"], "metric": r["metric"], "value": sig4(r["value"]),
-                     "unit": "s", "precision": "bf16", "chips": "1", "batch": str(r["batch"]),
+                     "unit": "s", "precision": precision, "chips": "1", "batch": str(r["batch"]),
                      "prompt_tokens": str(r["tokens"]), "output_tokens": "", "conditions": cond, "date": DATE,
                      "source": source, "role": "validation"})
     return rows
@@ -399,7 +413,7 @@ def main(argv=None):
     if args.dry_run:
         device, dtype, gpu = "cpu", torch.float32, "CPU (dry run)"
         args.models = "stories260K"
-        args.prompts = [p for p in args.prompts if p <= 400] or [64]
+        args.prompts = [p for p in args.prompts if p <= 400] + [256]
         args.context = min(args.context, 300)
         args.decode_iters, args.prefill_iters, args.copy_gib = 5, 3, 0.05
         torch.manual_seed(0)
@@ -437,11 +451,12 @@ def main(argv=None):
         extra = ""
         if r["metric"] == "itl_s":
             extra = f" {r['w_bw'] / 1e9:8.0f} {r['frac']:6.1%} {r['frac_kv']:10.1%}"
-        print(f"{r['model']:14s} {r['metric']:7s} {r['batch']:5d} {r['tokens']:6d} {r['mode']:>7s} {r['value'] * 1e3:11.3f}{extra}")
+        note = "" if r.get("csv", True) else "  (not in CSV)"
+        print(f"{r['model']:14s} {r['metric']:7s} {r['batch']:5d} {r['tokens']:6d} {r['mode']:>7s} {r['value'] * 1e3:11.3f}{extra}{note}")
     print(f"copy bandwidth: {copy_bw / 1e9:,.0f} GB/s")
 
     if args.out:
-        rows = csv_rows(results, gpu, copy_bw, args.context)
+        rows = csv_rows(results, gpu, copy_bw, args.context, "bf16" if dtype == torch.bfloat16 else "fp32")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=HEADER, lineterminator="\n")
