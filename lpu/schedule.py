@@ -1,0 +1,257 @@
+"""The static scheduler: every op of a step on a functional unit at a fixed cycle, decided ahead of time.
+
+Groq's compiler fixes, before the program runs, which functional unit does what
+on which cycle; with no caches, arbiters or dynamic dispatch the hardware then
+does exactly that. We model it: a cost model turns each `lpu.graph.Op` into the
+cycles it occupies on each unit of one LPU (the MEM slices and their streams,
+the MXM, the VXM, the SXM), and a list scheduler places the ops in dependency
+order, each as early as its inputs and its units allow. Weight streaming for a
+matmul does not wait for its input activations (weights are not computed), so
+the next matmul's weights stream while the VXM finishes a norm.
+
+The result, a `Timeline`, has integer start and end cycles per op: the same
+inputs give the same timeline, cycle for cycle. Introduced in
+``notebooks/02_scheduling.ipynb``.
+
+Cost-model parameters (`CostParams`) each carry a source or a reason and a
+range; ``stream_efficiency`` and ``op_latency_cycles`` are the two free ones,
+fitted by the sharding calibration (``scripts/calibrate.py``), nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import graph, hardware, models
+
+UNITS = ("mem", "mxm", "vxm", "sxm")  # MEM slices + streams, matrix, vector, switch units of one chip
+MEM, MXM, VXM, SXM = range(4)
+
+# Which units each op kind occupies (besides MEM for its operands). Attention runs on
+# the MXM with the KV cache streamed like weights; RoPE permutes pairs on the SXM.
+KIND_UNITS = {
+    "matmul": (MEM, MXM), "attention_scores": (MEM, MXM), "attention_values": (MEM, MXM), "router": (MEM, MXM),
+    "rmsnorm": (MEM, VXM), "softmax": (VXM,), "swiglu": (VXM,), "residual": (VXM,), "sample": (VXM,),
+    "rope": (SXM, VXM), "kv_write": (MEM,), "embed": (MEM,),
+}
+STREAMED = ("matmul", "attention_scores", "attention_values", "router")  # ops whose operand bytes stream from MEM ahead of their inputs
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """Parameters of the LPU cost model that are not in the `ChipSpec`, each with a reason and a range.
+
+    stream_efficiency
+        Share of the streams' 64 x 320 B/cycle a compiled program sustains for
+        weight streaming (free; range 0.5-1.0: 1.0 is every stream busy every
+        cycle; production schedules lose some to bank conflicts, alignment and
+        activations sharing the streams).
+    op_latency_cycles
+        Cycles from an op's inputs being ready to its first result: the
+        instruction ripple across the superlanes (20 on LPU v1, `ChipSpec`) plus
+        the transit of vectors between MEM slices and the functional units (one
+        slice per cycle, ~44 slices a hemisphere) and pipeline fill (free;
+        nominal 64 = 20 + 44, range 32-200).
+    prefetch_matmuls
+        How many matmuls ahead weights may stream before their inputs exist: 1,
+        the MXM's double-buffered weight planes (reason: 4 planes, 2 in use and 2
+        loading; range 0-2).
+    """
+
+    stream_efficiency: float = 1.0
+    op_latency_cycles: int = 64
+    prefetch_matmuls: int = 1
+    source: str = "reasons above; stream_efficiency and op_latency_cycles fitted by scripts/calibrate.py"
+
+    RANGES = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 200), "prefetch_matmuls": (0, 2)}
+
+    def __post_init__(self):
+        for name, (lo, hi) in self.RANGES.items():
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ValueError(f"CostParams.{name} = {v!r} is outside its range [{lo}, {hi}]")
+
+    def corner(self, corner: str) -> CostParams:
+        """Parameters at the ``"fast"`` or ``"slow"`` end of their ranges (prefetch kept)."""
+        if corner == "fast":
+            return replace(self, stream_efficiency=1.0, op_latency_cycles=self.RANGES["op_latency_cycles"][0])
+        if corner == "slow":
+            return replace(self, stream_efficiency=self.RANGES["stream_efficiency"][0], op_latency_cycles=self.RANGES["op_latency_cycles"][1])
+        raise ValueError(f"corner must be 'fast' or 'slow', got {corner!r}")
+
+
+def op_cycles(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = CostParams()) -> np.ndarray:
+    """Cycles each op occupies on each unit: array (n_ops, 4) over `UNITS`, vectorised over the graph.
+
+    * MEM: bytes streamed (weights, KV cache, activations) over the sustained
+      stream bandwidth, ``streams x word_bytes x stream_efficiency`` per cycle.
+    * MXM: FLOPs over the MXM's peak FLOPs per cycle at the weights' dtype
+      (published peak / clock: B users reuse each streamed weight tile, so only
+      FLOPs grow with the batch).
+    * VXM: FLOPs over the VXM's ALUs (one op per ALU per cycle).
+    * SXM: one 320-element vector permuted per cycle.
+    """
+    kinds = np.array([o.kind for o in g.ops])
+    uses = np.zeros((len(g), len(UNITS)), dtype=bool)
+    for kind, units in KIND_UNITS.items():
+        uses[np.ix_(kinds == kind, list(units))] = True
+    bytes_per_cycle = chip.streams * chip.word_bytes * params.stream_efficiency
+    mem_bytes = g.weight_bytes + g.kv_bytes + g.act_bytes
+    dtype = g.precision.ffn
+    mxm_per_cycle = chip.peak_ops_per_s(dtype) / chip.clock_hz
+    cycles = np.zeros((len(g), len(UNITS)))
+    cycles[:, MEM] = mem_bytes / bytes_per_cycle
+    cycles[:, MXM] = g.flops / mxm_per_cycle
+    cycles[:, VXM] = g.flops / chip.vxm_alus
+    elements = np.array([o.rows * o.n_out for o in g.ops])
+    cycles[:, SXM] = elements / chip.lanes
+    return np.where(uses, np.ceil(cycles), 0).astype(np.int64)
+
+
+@dataclass
+class Timeline:
+    """A static schedule: integer cycles per op and per unit. ``latency_s`` is the step's time."""
+
+    graph: graph.Graph
+    chip: hardware.ChipSpec
+    params: CostParams
+    start: np.ndarray  # (n_ops,) cycle the op starts (its first unit)
+    end: np.ndarray  # (n_ops,) cycle its last result is written
+    unit_start: np.ndarray  # (n_ops, 4) start cycle on each unit (-1 where unused)
+    unit_cycles: np.ndarray  # (n_ops, 4) cycles occupied on each unit
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> int:
+        return int(self.end.max()) if len(self.end) else 0
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / self.chip.clock_hz
+
+    def utilisation(self) -> dict[str, float]:
+        """Busy share of the step's cycles, per unit."""
+        busy = self.unit_cycles.sum(axis=0)
+        return {u: float(b) / max(self.cycles, 1) for u, b in zip(UNITS, busy)}
+
+    def breakdown(self) -> dict[str, float]:
+        """Where the step's cycles go, as shares summing to 1 along the step's critical path:
+        ``streaming`` (MEM-bound), ``mxm``, ``vxm``/``sxm`` (compute-bound), ``latency`` (waiting on op latency)."""
+        order = np.argsort(self.end, kind="stable")
+        spans = {"streaming": 0.0, "mxm": 0.0, "vxm": 0.0, "sxm": 0.0, "latency": 0.0}
+        t = 0
+        for i in order:  # walk the step's end times: each op extends the step by (end - t), attributed to its binding unit
+            grow = int(self.end[i]) - t
+            if grow <= 0:
+                continue
+            occ = self.unit_cycles[i]
+            binding = int(np.argmax(occ))
+            busy = min(int(occ[binding]), grow)
+            spans[("streaming", "mxm", "vxm", "sxm")[binding]] += busy
+            spans["latency"] += grow - busy
+            t = int(self.end[i])
+        total = sum(spans.values()) or 1
+        return {k: v / total for k, v in spans.items()}
+
+    def to_dataframe(self):
+        """One row per (op, unit) occupied: op, kind, layer, unit, start, end (cycles), and the op's end."""
+        import pandas as pd
+
+        rows = []
+        for i, op in enumerate(self.graph.ops):
+            for u in range(len(UNITS)):
+                if self.unit_cycles[i, u] > 0:
+                    s = int(self.unit_start[i, u])
+                    rows.append((i, op.name, op.kind, op.layer, UNITS[u], s, s + int(self.unit_cycles[i, u]), int(self.end[i])))
+        return pd.DataFrame(rows, columns=["op", "name", "kind", "layer", "unit", "start", "end", "op_end"])
+
+
+def schedule(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: CostParams = CostParams()) -> Timeline:
+    """Place every op of ``g`` on one chip's units, as early as dependencies and units allow.
+
+    List scheduling in the graph's (topological) order. An op starts when its
+    inputs are ready (the producing op's end) and each unit it needs is free;
+    it holds each unit for its cycles there, and its result is ready
+    ``op_latency_cycles`` after the longest of them. A streamed op (matmul,
+    attention) may start streaming its weights or KV up to
+    ``prefetch_matmuls`` streamed ops before its inputs exist; its compute
+    waits for them.
+    """
+    c = hardware.get(chip)
+    if not isinstance(c, hardware.ChipSpec):
+        raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")
+    occ = op_cycles(g, c, params)
+    n = len(g)
+    start = np.zeros(n, np.int64)
+    end = np.zeros(n, np.int64)
+    unit_start = np.full((n, len(UNITS)), -1, np.int64)
+    free = np.zeros(len(UNITS), np.int64)
+    lat = params.op_latency_cycles
+    streamed_starts: list[int] = []  # compute start of each streamed op so far (limits prefetch)
+    for i, op in enumerate(g.ops):
+        ready = max((end[d] for d in op.deps), default=0)
+        o = occ[i]
+        if op.kind in STREAMED:
+            # weights/KV stream when MEM is free and the prefetch window allows, inputs or not
+            window = streamed_starts[-1 - params.prefetch_matmuls] if len(streamed_starts) > params.prefetch_matmuls else 0
+            if params.prefetch_matmuls == 0:
+                window = ready
+            s_mem = max(free[MEM], window)
+            s_mxm = max(ready, free[MXM], s_mem)
+            finish = max(s_mem + o[MEM], s_mxm + o[MXM]) + lat
+            unit_start[i, MEM], unit_start[i, MXM] = s_mem, s_mxm
+            free[MEM], free[MXM] = s_mem + o[MEM], s_mxm + o[MXM]
+            start[i], end[i] = s_mem, finish
+            streamed_starts.append(s_mxm)
+            continue
+        used = np.flatnonzero(o)
+        s = max([ready] + [int(free[u]) for u in used])
+        unit_start[i, used] = s
+        free[used] = s + o[used]
+        start[i] = s
+        end[i] = s + (int(o.max()) if len(used) else 0) + lat
+    return Timeline(g, c, params, start, end, unit_start, occ)
+
+
+def _fits_one_chip(model: models.ModelConfig, chip: hardware.ChipSpec, precision, batch: int, context: int) -> None:
+    from .sram import chips_needed
+
+    need = chips_needed(model, chip, precision, min(context, model.seq_len), batch)
+    if need.chips > 1:
+        from .sram import SRAMCapacityError
+
+        raise SRAMCapacityError(f"{model.name} at {need.precision}", need.total_bytes, int(need.usable_bytes_per_chip), chip.name,
+                                hint=f"it needs {need.chips} chips; use a what-if chip with more SRAM or lpu.simulate for many chips")
+
+
+def schedule_decode(model, chip: hardware.ChipSpec | str = "lpu-v1", batch: int = 1, context_tokens: int = 0, precision="int8",
+                    params: CostParams = CostParams(), check_capacity: bool = True) -> Timeline:
+    """The static schedule of one decode step of ``batch`` users with ``context_tokens`` cached, on one chip.
+
+    Raises `lpu.sram.SRAMCapacityError` when the model, its KV cache and
+    activations do not fit the chip's SRAM (a what-if chip can have more:
+    ``dataclasses.replace(chip, mem_words_per_slice=...)``).
+    """
+    m, c = models.get(model), hardware.get(chip)
+    if check_capacity:
+        _fits_one_chip(m, c, precision, batch, context_tokens + 1)
+    return schedule(graph.decode(m, batch, context_tokens, precision), c, params)
+
+
+def schedule_prefill(model, chip: hardware.ChipSpec | str = "lpu-v1", prompt_tokens: int = 128, precision="int8",
+                     params: CostParams = CostParams(), check_capacity: bool = True) -> Timeline:
+    """The static schedule of the prefill of a ``prompt_tokens`` prompt on one chip (time to first token)."""
+    m, c = models.get(model), hardware.get(chip)
+    if check_capacity:
+        _fits_one_chip(m, c, precision, 1, prompt_tokens)
+    return schedule(graph.prefill(m, prompt_tokens, 0, precision), c, params)
+
+
+def what_if_chip(sram_bytes: float, chip: hardware.ChipSpec | str = "lpu-v1") -> hardware.ChipSpec:
+    """``chip`` with at least ``sram_bytes`` of SRAM: more addresses per MEM slice, everything else unchanged."""
+    c = hardware.get(chip)
+    words = math.ceil(sram_bytes / (c.mem_slices * c.word_bytes))
+    return replace(c, name=f"{c.name}-whatif-{sram_bytes / 1e9:.0f}GB", mem_words_per_slice=max(words, c.mem_words_per_slice))
