@@ -118,3 +118,35 @@ def bytes_breakdown(needed, ax=None):
     ax.set(yticks=[], xlabel=f"GB ({needed.chips:,} chips x {needed.sram_bytes_per_chip / 1e6:.1f} MB = dashed line)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6), ncol=4, fontsize=8, frameon=False)
     return ax
+
+
+KIND_COLOURS = {
+    "matmul": "#d95f02", "attention_scores": "#e6ab02", "attention_values": "#a6761d", "router": "#666666",
+    "rmsnorm": "#1b9e77", "softmax": "#e7298a", "swiglu": "#66a61e", "residual": "#7570b3", "rope": "#1f78b4",
+    "kv_write": "#b2df8a", "embed": "#999999", "sample": "#fb9a99",
+}
+
+
+def gantt(timeline, layers: tuple[int, int] | None = None, ax=None, time_unit: str = "us"):
+    """Gantt chart of a `lpu.schedule.Timeline`: one row per functional unit, one bar per op, coloured by kind
+    (``notebooks/02_scheduling.ipynb``). ``layers=(first, last)`` zooms on a range of layers."""
+    from .schedule import UNITS
+
+    df = timeline.to_dataframe()
+    if layers is not None:
+        df = df[(df.layer >= layers[0]) & (df.layer <= layers[1])]
+    scale = {"us": 1e6, "ms": 1e3, "cycles": None}[time_unit]
+    to_t = (lambda c: c) if scale is None else (lambda c: c / timeline.chip.clock_hz * scale)
+    ax = _ax(ax, (12, 3.2))
+    for row, unit in enumerate(UNITS):
+        d = df[df.unit == unit]
+        ax.broken_barh(list(zip(to_t(d.start.to_numpy()), to_t((d.end - d.start).to_numpy()))), (row - 0.4, 0.8),
+                       facecolors=[KIND_COLOURS[k] for k in d.kind], edgecolor="white", linewidth=0.3)
+    ax.set_yticks(range(len(UNITS)), [u.upper() for u in UNITS])
+    ax.invert_yaxis()
+    ax.set_xlabel("cycles" if scale is None else time_unit)
+    kinds = [k for k in KIND_COLOURS if k in set(df.kind)]
+    ax.legend([Rectangle((0, 0), 1, 1, color=KIND_COLOURS[k]) for k in kinds], kinds, loc="upper left", bbox_to_anchor=(1.01, 1),
+              fontsize=8, frameon=False)
+    ax.grid(axis="y", visible=False)
+    return ax

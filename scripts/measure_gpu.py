@@ -19,10 +19,25 @@ Measured, per model:
 * the GPU's device-to-device copy bandwidth, and the weight bytes a decode
   step streams divided by the ITL as a fraction of it.
 
+With ``--step-times N --step-times-out PATH`` the script instead records N
+individual batch-1 decode-step latencies per model (context ``--context``),
+for run-to-run variation, and skips the copy bandwidth, prefill and the
+median-decode measurements. Three modes are written (long-format CSV
+``system,model,mode,batch,context,step,latency_s,gpu,torch_version,date``):
+
+* ``eager``: one eager decode step between two CUDA events, synchronising
+  after every step (the GPU starts each step idle);
+* ``graph``: one CUDA-graph replay of the step, timed the same way;
+* ``eager_nosync_blk10``: eager steps issued back to back with no per-step
+  synchronisation (a plain loop with nothing else on the host); the host wall
+  clock over a block of 10 steps, synchronised at the block's end, divided by
+  10. Each row is one block (N blocks = 10 N steps); ``step`` is the block index.
+
 Usage::
 
     python3 scripts/measure_gpu.py --models llama2-7b,llama3-8b --out results.csv
     python3 scripts/measure_gpu.py --dry-run      # tiny model on the CPU, float32: exercises the code paths
+    python3 scripts/measure_gpu.py --models llama2-7b --step-times 1000 --step-times-out data/gpu_step_times.csv
 
 Only torch, numpy and the standard library are needed.
 """
@@ -351,7 +366,7 @@ def sig4(v: float) -> str:
 
 
 def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int, precision: str = "bf16"):
-    system = "h100" if "H100" in gpu_name else "h200" if "H200" in gpu_name else gpu_name.lower().replace(" ", "-")
+    system = system_name(gpu_name)
     tv = ".".join(torch.__version__.split("+")[0].split(".")[:2])
     source = f"measured here: scripts/measure_gpu.py on {gpu_name} (device lent to this project)"
     rows = []
@@ -374,6 +389,114 @@ def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int, precis
                      "unit": "s", "precision": precision, "chips": "1", "batch": str(r["batch"]),
                      "prompt_tokens": str(r["tokens"]), "output_tokens": "", "conditions": cond, "date": DATE,
                      "source": source, "role": "validation"})
+    return rows
+
+
+STEP_HEADER = ["system", "model", "mode", "batch", "context", "step", "latency_s", "gpu", "torch_version", "date"]
+STEP_BLOCK = 10  # steps per wall-clock block in the eager_nosync mode
+
+
+def system_name(gpu_name: str) -> str:
+    return "h100" if "H100" in gpu_name else "h200" if "H200" in gpu_name else gpu_name.lower().replace(" ", "-")
+
+
+def step_times_model(name: str, cfg, n: int, ctx: int, device: str, dtype, use_graph: bool, warmup: int = 20):
+    """N single decode-step latencies (batch 1, context ctx) per mode; returns {mode: [seconds, ...]}."""
+    cuda = device == "cuda"
+    model = Llama(cfg, device, dtype, ctx + 9)
+    model.alloc_cache(1, ctx + 1)
+    x = torch.randint(0, cfg.vocab_size, (1, 1), generator=torch.Generator().manual_seed(1)).to(device)
+    out: dict[str, list[float]] = {}
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def per_step(fn) -> list[float]:
+        """Each step timed alone, synchronised after it: CUDA events on a GPU, perf_counter on the CPU."""
+        for _ in range(warmup):
+            fn()
+        sync()
+        gc.collect()
+        ts = []
+        if cuda:
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            for _ in range(n):
+                s.record()
+                fn()
+                e.record()
+                e.synchronize()
+                ts.append(s.elapsed_time(e) / 1e3)
+        else:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+        return ts
+
+    eager = lambda: model.forward(x, ctx)
+    try:
+        t0 = time.perf_counter()
+        out["eager"] = per_step(eager)
+        print(f"   eager (event-timed, sync per step): {n} steps in {time.perf_counter() - t0:.1f} s", flush=True)
+        if cuda and use_graph:
+            g, _o = make_graph_step(model, x, ctx)
+            t0 = time.perf_counter()
+            out["graph"] = per_step(g.replay)
+            print(f"   graph (event-timed, sync per step): {n} steps in {time.perf_counter() - t0:.1f} s", flush=True)
+            del g, _o
+        # eager, no per-step synchronisation: host wall clock per block of STEP_BLOCK steps
+        for _ in range(warmup):
+            eager()
+        sync()
+        gc.collect()
+        ts = []
+        t0 = time.perf_counter()
+        for _ in range(n):
+            b0 = time.perf_counter()
+            for _ in range(STEP_BLOCK):
+                eager()
+            sync()
+            ts.append((time.perf_counter() - b0) / STEP_BLOCK)
+        out[f"eager_nosync_blk{STEP_BLOCK}"] = ts
+        print(f"   eager (no per-step sync, wall clock per {STEP_BLOCK}-step block): {n} blocks in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+    finally:
+        model.free_cache()
+        model = None
+        _cleanup(device)
+    return out
+
+
+def step_stats(ts: list[float]) -> dict:
+    a = np.asarray(ts)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return dict(n=a.size, p50=p50, p90=p90, p99=p99, max=a.max(), tail=(p99 - p50) / p50, cv=a.std() / a.mean())
+
+
+def run_step_times(args, names, cfgs, device, dtype, gpu):
+    system = system_name(gpu)
+    rows = []
+    print(f"\nstep times: {args.step_times} per mode, batch 1, context {args.context}", flush=True)
+    for name in names:
+        print(f"\n== {name}", flush=True)
+        res = step_times_model(name, cfgs[name], args.step_times, args.context, device, dtype, not args.no_graph)
+        print(f"   {'mode':20s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'max ms':>9s} {'(p99-p50)/p50':>14s} {'CV':>8s}")
+        for mode, ts in res.items():
+            st = step_stats(ts)
+            print(f"   {mode:20s} {st['p50'] * 1e3:9.4f} {st['p90'] * 1e3:9.4f} {st['p99'] * 1e3:9.4f} "
+                  f"{st['max'] * 1e3:9.4f} {st['tail']:14.2%} {st['cv']:8.2%}", flush=True)
+            for i, t in enumerate(ts):
+                rows.append({"system": system, "model": name, "mode": mode, "batch": 1, "context": args.context,
+                             "step": i, "latency_s": f"{t:.5g}", "gpu": gpu, "torch_version": torch.__version__,
+                             "date": DATE})
+    if args.step_times_out:
+        Path(args.step_times_out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.step_times_out, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=STEP_HEADER, lineterminator="\n")
+            wr.writeheader()
+            wr.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.step_times_out}")
     return rows
 
 
@@ -404,18 +527,25 @@ def main(argv=None):
     ap.add_argument("--no-graph", action="store_true", help="decode without CUDA graphs")
     ap.add_argument("--copy-gib", type=float, default=2.0, help="size of the tensor copied to measure bandwidth")
     ap.add_argument("--out", help="write CSV rows (data/published.csv schema, with header) here")
+    ap.add_argument("--step-times", type=int, default=0, metavar="N",
+                    help="instead of the usual measurements, record N single batch-1 decode-step latencies per model "
+                         "and mode (eager, graph, eager without per-step sync in 10-step blocks)")
+    ap.add_argument("--step-times-out", metavar="PATH", help="CSV for --step-times (long format, one row per step)")
     ap.add_argument("--dry-run", action="store_true", help="tiny model (stories260K) in float32 on the CPU: exercises the code paths")
     args = ap.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.prompts = [int(p) for p in args.prompts.split(",") if p]
     mm = load_models_module()
 
+    if args.step_times_out and not args.step_times:
+        ap.error("--step-times-out needs --step-times N")
     if args.dry_run:
         device, dtype, gpu = "cpu", torch.float32, "CPU (dry run)"
         args.models = "stories260K"
         args.prompts = [p for p in args.prompts if p <= 400] + [256]
         args.context = min(args.context, 300)
         args.decode_iters, args.prefill_iters, args.copy_gib = 5, 3, 0.05
+        args.step_times = min(args.step_times, 20)
         torch.manual_seed(0)
         check_consistency(Llama(mm.get("stories260K"), device, dtype, 512), 37, device)
     else:
@@ -433,6 +563,8 @@ def main(argv=None):
     if device == "cuda":
         free, total = torch.cuda.mem_get_info()
         print(f"GPU memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
+    if args.step_times:
+        return run_step_times(args, names, cfgs, device, dtype, gpu)
     copy_bw = copy_bandwidth(device, int(args.copy_gib * 2**30), timer)
     _cleanup(device)
     print(f"device-to-device copy bandwidth ({args.copy_gib:g} GiB tensor, read+write): {copy_bw / 1e9:,.0f} GB/s")
