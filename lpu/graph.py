@@ -130,6 +130,8 @@ def build(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 
     wb = {"attention": models.DTYPE_BYTES[p.attention], "ffn": models.DTYPE_BYTES[p.ffn], "embedding": models.DTYPE_BYTES[p.embedding]}
     # attention positions summed over rows: decode attends context+1 each; prefill is causal
     attended = R * (context + 1) if phase == "decode" else R * context + R * (R + 1) // 2
+    # cached rows read: each decode user reads its own cache; a prefill chunk reads each key/value row once for all its queries
+    kv_rows = attended if phase == "decode" else context + R
 
     def add(name, kind, deps, layer=-1, weight=None, n_out=0, n_in=0, wbytes_per=0.0, experts=1, flops=None, act=None, kv_r=0, kv_w=0):
         if flops is None:
@@ -151,10 +153,10 @@ def build(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 
         r = add(L + "rope", "rope", (q, k), layer, n_out=m.dim + kv, act=2 * R * (m.dim + kv) * a)
         w = add(L + "kv_write", "kv_write", (r, v), layer, n_out=2 * kv, act=2 * R * kv * a, kv_w=2 * R * kv * a)
         s = add(L + "attn_scores", "attention_scores", (r, w), layer, n_out=m.n_heads, n_in=hd, flops=2 * m.n_heads * hd * attended,
-                act=R * m.dim * a + m.n_heads * attended * a, kv_r=attended * kv * a)
+                act=R * m.dim * a + m.n_heads * attended * a, kv_r=kv_rows * kv * a)
         sm = add(L + "softmax", "softmax", (s,), layer, n_out=m.n_heads, flops=5 * m.n_heads * attended, act=2 * m.n_heads * attended * a)
         av = add(L + "attn_values", "attention_values", (sm, w), layer, n_out=m.n_heads, n_in=hd, flops=2 * m.n_heads * hd * attended,
-                 act=m.n_heads * attended * a + R * m.dim * a, kv_r=attended * kv * a)
+                 act=m.n_heads * attended * a + R * m.dim * a, kv_r=kv_rows * kv * a)
         o = add(L + "wo", "matmul", (av,), layer, "wo", m.dim, m.dim, wb["attention"])
         x = add(L + "attn_residual", "residual", (o, x), layer, n_out=m.dim, act=3 * R * m.dim * a)
         n2 = add(L + "ffn_norm", "rmsnorm", (x,), layer, "rms_ffn_weight", m.dim, m.dim, flops=4 * R * m.dim, act=2 * R * m.dim * a)

@@ -156,6 +156,26 @@ class Timeline:
         total = sum(spans.values()) or 1
         return {k: v / total for k, v in spans.items()}
 
+    def per_layer(self):
+        """Cycles each layer adds to the step (its last op's end minus the previous layer's), with busy cycles per unit."""
+        import pandas as pd
+
+        layer = np.array([o.layer for o in self.graph.ops])
+        rows, prev = [], 0
+        for name, mask in [("embed", layer == -1)] + [(f"L{i}", layer == i) for i in range(self.graph.model.n_layers)]:
+            if name == "embed":
+                mask = mask & (np.arange(len(layer)) == 0)
+            last = int(self.end[mask].max())
+            busy = self.unit_cycles[mask].sum(axis=0)
+            rows.append(dict(layer=name, cycles=last - prev, **{f"{u}_busy": int(b) for u, b in zip(UNITS, busy)}))
+            prev = last
+        head = np.arange(len(layer)) > np.flatnonzero(layer == self.graph.model.n_layers - 1).max()
+        busy = self.unit_cycles[head].sum(axis=0)
+        rows.append(dict(layer="head", cycles=self.cycles - prev, **{f"{u}_busy": int(b) for u, b in zip(UNITS, busy)}))
+        df = pd.DataFrame(rows)
+        df["time_us"] = df.cycles / self.chip.clock_hz * 1e6
+        return df
+
     def to_dataframe(self):
         """One row per (op, unit) occupied: op, kind, layer, unit, start, end (cycles), and the op's end."""
         import pandas as pd
@@ -255,3 +275,35 @@ def what_if_chip(sram_bytes: float, chip: hardware.ChipSpec | str = "lpu-v1") ->
     c = hardware.get(chip)
     words = math.ceil(sram_bytes / (c.mem_slices * c.word_bytes))
     return replace(c, name=f"{c.name}-whatif-{sram_bytes / 1e9:.0f}GB", mem_words_per_slice=max(words, c.mem_words_per_slice))
+
+
+@dataclass(frozen=True)
+class DynamicParams:
+    """A dynamic, GPU-like way to run the same ops, for contrast with the static schedule.
+
+    A host issues the ops one by one at run time (``dispatch_s`` apart on
+    average, gamma-distributed with coefficient of variation ``dispatch_cv``);
+    the device runs each op when it is issued and the previous op is done, for
+    its busiest unit's cycles varied by ``duration_cv`` (lognormal). Nothing
+    overlaps across ops, as nothing is planned ahead. Illustrative values:
+    dispatch of the order of PyTorch's eager per-op overhead (~10 us); compare
+    with the measured H100 step times in ``data/gpu_step_times.csv``.
+    """
+
+    dispatch_s: float = 10e-6
+    dispatch_cv: float = 0.25
+    duration_cv: float = 0.02
+
+
+def dynamic_latencies(timeline: Timeline, runs: int = 1000, params: DynamicParams = DynamicParams(), seed: int = 0) -> np.ndarray:
+    """Step latencies (s) of ``runs`` runs of the timeline's ops under `DynamicParams` execution, seeded."""
+    rng = np.random.default_rng(seed)
+    n = len(timeline.graph)
+    work_s = (timeline.unit_cycles.max(axis=1) + timeline.params.op_latency_cycles) / timeline.chip.clock_hz
+    dur = work_s * rng.lognormal(0.0, params.duration_cv, (runs, n))
+    shape = 1 / params.dispatch_cv**2
+    issue = np.cumsum(rng.gamma(shape, params.dispatch_s / shape, (runs, n)), axis=1)
+    end = np.zeros(runs)
+    for i in range(n):  # the device runs op i once it is issued and op i-1 is done
+        end = np.maximum(end, issue[:, i]) + dur[:, i]
+    return end

@@ -39,3 +39,35 @@ def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_t
     box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([ctx_w, batch_w, reserve_w]), out])
     display(box)
     return box
+
+
+def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens: int = 255, precision: str = "int8"):
+    """Model, batch, context -> the static schedule of a decode step: latency, breakdown, Gantt (``notebooks/02_scheduling.ipynb``)."""
+    from . import schedule, sram
+
+    model_w = w.Dropdown(options=models.names(), value=model, description="model")
+    prec_w = w.Dropdown(options=["int8", "fp16", "fp16-int8ffn", "int4", "fp8"], value=precision, description="precision")
+    batch_w = w.IntSlider(value=batch, min=1, max=128, description="users", continuous_update=False)
+    ctx_w = w.IntSlider(value=context_tokens, min=0, max=4095, step=1, description="context", continuous_update=False)
+    out = w.Output()
+
+    def update(*_):
+        m = models.get(model_w.value)
+        ctx = min(ctx_w.value, m.seq_len - 1)
+        need = sram.chips_needed(m, "lpu-v1", prec_w.value, ctx + 1, batch_w.value)
+        chip = hardware.get("lpu-v1") if need.chips == 1 else schedule.what_if_chip(need.total_bytes / (1 - need.reserve_fraction) * 1.01)
+        tl = schedule.schedule_decode(m, chip, batch_w.value, ctx, prec_w.value)
+        with out:
+            out.clear_output(wait=True)
+            print(f"{m.name} on {chip.name} ({chip.sram_bytes / 1e9:.2f} GB SRAM), {batch_w.value} user(s), context {ctx}: "
+                  f"{tl.latency_s * 1e6:,.1f} us per step, {batch_w.value / tl.latency_s:,.0f} tokens/s in all")
+            print("critical path: " + ", ".join(f"{k} {v:.0%}" for k, v in tl.breakdown().items()))
+            plots.gantt(tl, layers=(0, min(1, m.n_layers - 1)))
+            plt.show()
+
+    for x in (model_w, prec_w, batch_w, ctx_w):
+        x.observe(update, names="value")
+    update()
+    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([batch_w, ctx_w]), out])
+    display(box)
+    return box

@@ -31,6 +31,7 @@ def test_prefill_is_causal_and_only_classifies_the_last_token():
     assert df.loc["L0.attn_scores", "flops"] == 2 * m.n_heads * m.head_dim * attended
     assert df.loc["classifier", "flops"] == 2 * m.vocab_size * m.dim
     assert df.loc["L0.wq", "flops"] == 2 * P * m.dim * m.dim
+    assert df.loc["L0.attn_scores", "kv_read_bytes"] == P * m.kv_dim * 2  # each cached key read once for all queries
 
 
 def test_moe_streams_only_the_experts_routed_to():

@@ -95,3 +95,21 @@ def test_capacity_and_parameter_errors():
     with pytest.raises(ValueError, match="LPU chip"):
         S.schedule(graph.decode("stories260K"), "h100")
     assert S.what_if_chip(1e9).sram_bytes >= 1e9 and models.get("llama2-7b")
+
+
+def test_per_layer_breakdown_sums_to_the_step():
+    tl = S.schedule_decode("stories110M", CHIP, 1, 50)
+    df = tl.per_layer()
+    assert df.cycles.sum() == tl.cycles
+    assert list(df.layer) == ["embed"] + [f"L{i}" for i in range(12)] + ["head"]
+    assert df.cycles.iloc[1:-1].nunique() == 1  # identical layers, identical schedules
+
+
+def test_dynamic_execution_is_slower_and_jitters_while_the_static_plan_does_not():
+    tl = S.schedule_decode("stories110M", CHIP, 1, 50)
+    d = S.dynamic_latencies(tl, runs=300, seed=1)
+    assert (d > tl.latency_s).all() and d.std() > 0
+    assert np.array_equal(d, S.dynamic_latencies(tl, runs=300, seed=1))  # seeded
+    # with no dispatch cost and no jitter, running op after op can only lose the static overlap
+    calm = S.dynamic_latencies(tl, runs=5, params=S.DynamicParams(dispatch_s=1e-12, dispatch_cv=0.25, duration_cv=1e-9))
+    assert calm.min() >= tl.latency_s * 0.999
