@@ -11,25 +11,30 @@ figure is the median of ``--repeats`` runs after a warm-up; every matvec run
 reads a different copy of the matrix, from a pool larger than the last-level
 cache, so the weights come from DRAM as they do in a real decode loop.
 
-Hooks for later rows: a function registered with `register_rows` returns more
-`Row` objects (e.g. end-to-end tokens/s of the runtime, with the bytes one
-token reads) that `main` measures and prints in the same table.
+End to end: tokens/s of `lpu.runtime.Engine` generating greedily from
+stories260K (from ../shared/models, skipped when absent), from a random-weight
+checkpoint with stories15M's shapes, and from the bundled model; each with the
+bytes one token reads, its ratio to the read-bound rate (read-only bandwidth /
+bytes per token) and the share of time spent outside the numba kernels.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numba
 import numpy as np
 from numba import prange
 
-from lpu import kernels
+from lpu import checkpoint, kernels, models
 from lpu.quant import QuantizedTensor
+from lpu.runtime import Engine
 
 GiB = 1 << 30
 
@@ -136,6 +141,89 @@ def format_table(rows: list[Row], copy: Row, read: Row) -> str:
     return "\n".join(lines)
 
 
+# ---- end to end: tokens/s of lpu.runtime.Engine -------------------------------------
+
+SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+
+
+def _kernel_share(engine, tokens: int) -> float:
+    """Share of decode time spent inside the numba kernels (timer overhead counts as outside)."""
+    spent = [0.0]
+
+    def timed(fn):
+        def wrapper(*a):
+            t = time.perf_counter()
+            fn(*a)
+            spent[0] += time.perf_counter() - t
+        return wrapper
+
+    names = ["_rmsnorm", "_rope", "_attention", "_swiglu"]
+    saved = {n: getattr(kernels, n) for n in names}
+    linears = [lin for layer in engine.layers for lin in layer.values()] + [engine.classifier]
+    saved_lin = [lin.kernel for lin in linears]
+    try:
+        for n in names:
+            setattr(kernels, n, timed(saved[n]))
+        for lin in linears:
+            lin.kernel = timed(lin.kernel)
+        t0 = time.perf_counter()
+        for pos in range(tokens):
+            engine.forward(pos % 7 + 3, pos)
+        total = time.perf_counter() - t0
+    finally:
+        for n in names:
+            setattr(kernels, n, saved[n])
+        for lin, k in zip(linears, saved_lin):
+            lin.kernel = k
+    return spent[0] / total
+
+
+def generation_row(name: str, engine, tokens: int, read: Row) -> Row:
+    """Decode tokens/s of ``engine`` (greedy, after a warm-up), bytes read per token, and the share outside kernels."""
+    list(engine.generate("Once upon a time", 8))  # compile / warm up
+    t0 = time.perf_counter()
+    n = sum(1 for _ in engine.generate("Once upon a time", tokens))
+    seconds = (time.perf_counter() - t0) / max(n, 1)
+    c = engine.config
+    nbytes = engine.weight_bytes + 2 * c.n_layers * c.kv_dim * 4 * (tokens // 2)  # weights + the KV cache read at the mean position
+    share = _kernel_share(engine, min(tokens, c.seq_len))
+    bound = read.gbps * 1e9 / nbytes
+    return Row(f"generate {name}", seconds, nbytes, tokens_per_s=1 / seconds,
+               note=f"{nbytes / 1e6:.1f} MB/token; {1 / seconds / bound:.2f} of the read-bound {bound:,.0f} tok/s; {1 - share:.0%} outside kernels")
+
+
+def random_checkpoint(config, path: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A llama2.c checkpoint of ``config``'s shapes with random weights, and a placeholder tokenizer of its vocabulary."""
+    rng = np.random.default_rng(seed)
+    c = config
+    shapes = {"token_embedding_table": (c.vocab_size, c.dim), "rms_att_weight": (c.n_layers, c.dim), "wq": (c.n_layers, c.dim, c.dim),
+              "wk": (c.n_layers, c.kv_dim, c.dim), "wv": (c.n_layers, c.kv_dim, c.dim), "wo": (c.n_layers, c.dim, c.dim),
+              "rms_ffn_weight": (c.n_layers, c.dim), "w1": (c.n_layers, c.hidden_dim, c.dim), "w2": (c.n_layers, c.dim, c.hidden_dim),
+              "w3": (c.n_layers, c.hidden_dim, c.dim), "rms_final_weight": (c.dim,)}
+    weights = {k: (np.ones(s) if k.startswith("rms") else rng.normal(0, 0.02, s)).astype(np.float32) for k, s in shapes.items()}
+    model = checkpoint.write_llama2c(path / f"{c.name}-random.bin", c, weights, version=1)
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [f"<0x{i:02X}>".encode() for i in range(256)]
+    pieces += [b" "] + [f"t{i}".encode() for i in range(c.vocab_size - len(pieces) - 1)]
+    tok = checkpoint.write_tokenizer(path / f"{c.name}-random-tok.bin", pieces, [0.0] * len(pieces))
+    return model, tok
+
+
+@register_rows
+def end_to_end_rows(args) -> list[Row]:
+    read = memory_rows(GiB // 4, 3)[1]
+    rows = []
+    if (SHARED_MODELS / "stories260K.bin").exists():
+        eng = Engine.from_llama2c(SHARED_MODELS / "stories260K.bin", SHARED_MODELS / "tok512.bin")
+        rows.append(generation_row("stories260K fp32", eng, args.tokens, read))
+    else:
+        print(f"(stories260K not found in {SHARED_MODELS}: its row is skipped)")
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tok = random_checkpoint(models.get("stories15M"), Path(tmp))
+        rows.append(generation_row("stories15M shapes, random fp32", Engine.from_llama2c(model, tok), min(args.tokens, 255), read))
+    rows.append(generation_row("bundled tiny_shakespeare fp32", Engine.default(), min(args.tokens, 255), read))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
@@ -143,6 +231,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--batch", type=int, default=5, help="also time matmul with this batch at the first size (0: skip)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--pool-mib", type=int, default=1024, help="weights cycled through per matvec size (>> last-level cache)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens generated per end-to-end row")
     args = parser.parse_args(argv)
 
     print(f"{cpu_name()}, numba {numba.__version__} with {numba.get_num_threads()} threads "

@@ -1,9 +1,26 @@
 """lpu: Groq's LPU (Tensor Streaming Processor) explained and quantified.
 
-See ``notebooks/01_architecture.ipynb`` for the tour and ``README.md`` for the layout.
+``lpu.hardware``, ``lpu.models`` and ``lpu.sram`` load at once; the rest
+(``lpu.graph``, ``lpu.schedule``, ``lpu.checkpoint``, ``lpu.kernels``,
+``lpu.runtime``, ``lpu.plots``, ``lpu.widgets``, ``lpu.published``) and
+``lpu.Engine`` load on first use, so the command line starts fast. See
+``README.md`` for the layout and ``notebooks/`` for the tour.
 """
+
+import importlib
 
 from . import hardware, models, sram
 
 __version__ = "0.1.0"
-__all__ = ["hardware", "models", "sram", "__version__"]
+__all__ = ["Engine", "hardware", "models", "sram", "__version__"]
+_LAZY = ("graph", "schedule", "checkpoint", "kernels", "quant", "runtime", "plots", "widgets", "published")
+
+
+def __getattr__(name):
+    if name == "Engine":
+        from .runtime import Engine
+
+        return Engine
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lpu' has no attribute {name!r}")

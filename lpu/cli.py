@@ -84,10 +84,30 @@ def specs(args) -> int:
     return 0
 
 
+def generate(args) -> int:
+    from .runtime import Engine  # numba kernels: imported only when generating
+
+    if bool(args.checkpoint) != bool(args.tokenizer):
+        raise ValueError("give both --checkpoint and --tokenizer, or neither for the bundled model")
+    eng = Engine.from_llama2c(args.checkpoint, args.tokenizer, precision=args.precision) if args.checkpoint else Engine.default(precision=args.precision)
+    print(args.prompt, end="", flush=True)
+    events = []
+    for ev in eng.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_p, args.seed):
+        events.append(ev)
+        print(ev.text, end="", flush=True)
+    print()
+    if events:
+        wall = events[-1].t_wall_s
+        print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights) in {wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s; "
+              f"simulated on {eng.chips} {eng.chip.name}: first token at {events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
@@ -102,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", default="lpu-v1", help=f"one of: {', '.join(hardware.names())}")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=specs)
+    g = sub.add_parser("generate", help="generate text on the CPU with the numba kernels (default: the bundled model)")
+    g.add_argument("--prompt", default="ROMEO:", help="text to continue (default %(default)r)")
+    g.add_argument("--checkpoint", help="a llama2.c model file (versions 0, 1, 2); default: the bundled Shakespeare model")
+    g.add_argument("--tokenizer", help="its llama2.c tokenizer file")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
+    g.set_defaults(func=generate)
     return p
 
 
@@ -110,6 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", tour)
     try:
         return func(args)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
         print(f"lpu: error: {e}", file=sys.stderr)
         return 2

@@ -71,3 +71,27 @@ def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens
     box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([batch_w, ctx_w]), out])
     display(box)
     return box
+
+
+def generate_box(engine, prompt: str = "ROMEO:", max_new_tokens: int = 120):
+    """A prompt box that streams an `lpu.runtime.Engine`'s tokens with their simulated LPU time (``notebooks/03_token_generation.ipynb``)."""
+    text_w = w.Textarea(value=prompt, description="prompt", layout=w.Layout(width="60%"))
+    n_w = w.IntSlider(value=max_new_tokens, min=1, max=engine.config.seq_len - 1, description="tokens")
+    temp_w = w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.05, description="temperature")
+    go = w.Button(description="generate", button_style="primary")
+    out = w.Output(layout=w.Layout(border="1px solid #ddd", min_height="6em"))
+
+    def run(_=None):
+        out.clear_output()
+        with out:
+            print(text_w.value, end="", flush=True)
+            ev = None
+            for ev in engine.generate(text_w.value, n_w.value, temperature=temp_w.value, top_p=0.95, seed=0):
+                print(ev.text, end="", flush=True)
+            if ev is not None:
+                print(f"\n-- {ev.position} tokens; simulated LPU time of the last: {ev.t_sim_s * 1e6:.2f} us; CPU {ev.t_wall_s:.2f} s")
+
+    go.on_click(run)
+    box = w.VBox([text_w, w.HBox([n_w, temp_w, go]), out])
+    display(box)
+    return box

@@ -1,0 +1,121 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reference_model import ReferenceModel
+
+from lpu import checkpoint, graph
+from lpu.runtime import DEFAULT_CHECKPOINT, Engine, simulated_times
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+STORIES = SHARED / "stories260K.bin"
+needs_stories = pytest.mark.skipif(not STORIES.exists(), reason=f"the llama2.c test model is not at {SHARED} (../shared/models beside the repo)")
+
+
+@pytest.fixture(scope="module")
+def stories():
+    return Engine.from_llama2c(STORIES, SHARED / "tok512.bin")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return Engine.default()
+
+
+def test_forward_executes_the_graph_op_list(bundled):
+    bundled.trace = []
+    bundled.forward(5, 0)
+    ops, bundled.trace = bundled.trace, None
+    assert ops == graph.decode(bundled.config, 1, 0).names[:-1]  # all but sampling, which generate() adds
+
+
+def test_forward_matches_float64_reference_on_the_bundled_model(bundled):
+    ref = ReferenceModel(bundled.checkpoint)
+    ids = bundled.tokenizer.encode("To be, or not to be")
+    for pos, tok in enumerate(ids):
+        got, want = bundled.forward(tok, pos).copy(), ref.forward(tok, pos)
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max() + 1e-5
+
+
+@needs_stories
+def test_stories260k_greedy_matches_reference_for_200_tokens(stories):
+    ids = stories.tokenizer.encode("Once upon a time")
+    events = list(stories.generate("Once upon a time", max_new_tokens=200))
+    assert len(events) == 200
+    ref = ReferenceModel(stories.checkpoint).greedy(ids, 200)
+    assert [e.token_id for e in events] == ref
+    text = "Once upon a time" + "".join(e.text for e in events)
+    assert text.startswith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.")
+
+
+@needs_stories
+def test_versions_and_precisions_agree(stories, tmp_path):
+    ck = stories.checkpoint
+    with pytest.warns(UserWarning, match="using 4"):  # hidden_dim 172 = 4 x 43: the writer shrinks the group
+        checkpoint.write_llama2c(tmp_path / "v2.bin", ck.config, ck.weights, version=2, group_size=64)
+    v2 = Engine.from_llama2c(tmp_path / "v2.bin", SHARED / "tok512.bin")
+    assert v2.precision == "int8"
+    greedy = [e.token_id for e in stories.generate("Once upon a time", 40)]
+    fp16 = [e.token_id for e in Engine(ck, stories.tokenizer, precision="fp16").generate("Once upon a time", 40)]
+    assert fp16 == greedy
+    int8 = [e.token_id for e in v2.generate("Once upon a time", 40)]
+    assert int8[:10] == greedy[:10]
+
+
+def test_sampling_is_seeded_and_stops_at_limits(bundled):
+    a = [e.token_id for e in bundled.generate("ROMEO:", 30, temperature=1.0, top_p=0.9, seed=7)]
+    b = [e.token_id for e in bundled.generate("ROMEO:", 30, temperature=1.0, top_p=0.9, seed=7)]
+    c = [e.token_id for e in bundled.generate("ROMEO:", 30, temperature=1.0, top_p=0.9, seed=8)]
+    assert a == b and a != c
+    assert list(bundled.generate("ROMEO:", 0)) == []
+    evs = list(bundled.generate("ROMEO:", 10))
+    assert [e.position for e in evs] == list(range(evs[0].position, evs[0].position + len(evs)))
+    assert all(np.diff([e.t_sim_s for e in evs]) > 0) and evs[0].t_sim_s > 0
+
+
+def test_simulated_times_come_from_the_static_schedule(bundled):
+    from lpu import schedule
+
+    m = bundled.config
+    t = simulated_times(m, 10, 5)
+    assert len(t) == 5 and (np.diff(t) > 0).all()
+    assert t[0] == schedule.schedule_prefill(m, "lpu-v1", 10, "int8").latency_s
+    assert t[2] - t[1] == pytest.approx(schedule.schedule_decode(m, "lpu-v1", 1, 63, "int8").latency_s)  # bucket 0..63
+
+
+def test_bad_input_gets_clear_errors(bundled, tmp_path):
+    with pytest.raises(ValueError, match="context is 256 tokens"):
+        list(bundled.generate("word " * 400, 5))
+    with pytest.raises(ValueError, match="chips=2"):
+        Engine(bundled.checkpoint, bundled.tokenizer, chips=2)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        Engine(bundled.checkpoint, bundled.tokenizer, precision="fp8")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        list(bundled.generate("x", -1))
+    small = checkpoint.Tokenizer(bundled.tokenizer.pieces[:300], bundled.tokenizer.scores[:300])
+    with pytest.raises(ValueError, match="tokenizer has 300 tokens"):
+        Engine(bundled.checkpoint, small)
+    assert DEFAULT_CHECKPOINT.exists()
+
+
+def test_precision_comparison_on_the_bundled_model(bundled):
+    from lpu.runtime import compare
+
+    fp16 = compare(bundled, Engine.default(precision="fp16"), "ROMEO:", 60)
+    int8 = compare(bundled, Engine.default(precision="int8"), "ROMEO:", 60)
+    assert fp16["rel_rms_logit_error"] < 1e-3 and fp16["top1_agreement"] > 0.98
+    assert fp16["rel_rms_logit_error"] < int8["rel_rms_logit_error"] < 0.05
+    assert int8["top1_agreement"] > 0.9
+    assert int8["weight_bytes"] < fp16["weight_bytes"] < bundled.weight_bytes
+    assert fp16["tokens"] == 60 and 0 <= int8["agreement"] <= 1
+
+
+def test_cli_generate(capsys):
+    from lpu import cli
+
+    assert cli.main(["generate", "--prompt", "ROMEO:", "--max-new-tokens", "12"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ROMEO:") and len(out) > len("ROMEO:") + 5
+    assert "tok/s" in err and "simulated" in err
+    assert cli.main(["generate", "--checkpoint", "nowhere.bin"]) == 2
+    assert "give both" in capsys.readouterr().err
