@@ -104,10 +104,26 @@ def generate(args) -> int:
     return 0
 
 
+def simulate_cmd(args) -> int:
+    from .simulate import simulate
+
+    r = simulate(args.model, args.system, args.chips, args.precision, args.users, args.prompt_tokens, args.output_tokens, ranges=not args.no_ranges)
+    d = r.as_dict()
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    rng = d["ranges"].get("output_tokens_per_s")
+    print(f"{r.model} on {r.plan.describe()}, {r.users} user(s), prompt {r.prompt_tokens}, output {r.output_tokens}")
+    print(f"  time to first token {r.ttft_s * 1e3:.1f} ms; {r.output_tokens_per_s:,.0f} tok/s per user"
+          f"{f' (range {rng[0]:,.0f}-{rng[1]:,.0f})' if rng else ''}; system {r.system_tokens_per_s:,.0f} tok/s; total {r.total_time_s:.3f} s")
+    print("  decode step: " + ", ".join(f"{k} {v:.0%}" for k, v in r.breakdown().items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
@@ -132,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
     g.set_defaults(func=generate)
+    m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
+    m.add_argument("--model", default="llama2-70b", help=f"one of: {', '.join(models.names())}")
+    m.add_argument("--system", default="lpu-v1")
+    m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
+    m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
+    m.add_argument("--users", type=int, default=1)
+    m.add_argument("--prompt-tokens", type=int, default=550)
+    m.add_argument("--output-tokens", type=int, default=150)
+    m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=simulate_cmd)
     return p
 
 

@@ -24,6 +24,7 @@ from . import models
 
 # Rough VXM work per element of each elementwise/reduction op (multiply-adds, exp, divide...)
 VECTOR_FLOPS_PER_ELEMENT = {"rmsnorm": 4, "rope": 6, "softmax": 5, "swiglu": 6, "residual": 1, "router": 5, "sample": 2, "embed": 0, "kv_write": 0}
+COLLECTIVES = ("allreduce", "allgather", "send")  # chip-to-chip ops added by lpu.shard
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Op:
     kv_write_bytes: int
     deps: tuple[int, ...] = ()
     experts: int = 1  # distinct experts whose weights this op streams (MoE)
+    stage: int = 0  # pipeline stage whose chips run the op (lpu.shard)
+    group: int = 1  # chips taking part in a collective
+    hops: int = 0  # chip-to-chip hops a transfer crosses
 
 
 @dataclass

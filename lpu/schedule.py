@@ -14,9 +14,10 @@ inputs give the same timeline, cycle for cycle. Introduced in
 ``notebooks/02_scheduling.ipynb``.
 
 Cost-model parameters (`CostParams`) each carry a source or a reason and a
-range; ``stream_efficiency`` and ``op_latency_cycles`` are the two free ones,
-to be fitted only on the Groq Llama 2 70B anchor once the multi-chip system is
-modelled; until then they sit at their nominal values.
+range; ``stream_efficiency`` and ``op_latency_cycles`` are the two free ones.
+The functions here default to the nominal values the architecture explains;
+``lpu.simulate`` uses ``op_latency_cycles`` as fitted by ``scripts/calibrate.py``
+on the Groq Llama 2 70B anchor (``lpu.simulate.CALIBRATED``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import numpy as np
 
 from . import graph, hardware, models
 
-UNITS = ("mem", "mxm", "vxm", "sxm")  # MEM slices + streams, matrix, vector, switch units of one chip
-MEM, MXM, VXM, SXM = range(4)
+UNITS = ("mem", "mxm", "vxm", "sxm", "c2c")  # MEM slices + streams, matrix, vector, switch units, chip-to-chip links
+MEM, MXM, VXM, SXM, C2C = range(5)
 
 # Which units each op kind occupies (besides MEM for its operands). Attention runs on
 # the MXM with the KV cache streamed like weights; RoPE permutes pairs on the SXM.
@@ -37,6 +38,7 @@ KIND_UNITS = {
     "matmul": (MEM, MXM), "attention_scores": (MEM, MXM), "attention_values": (MEM, MXM), "router": (MEM, MXM),
     "rmsnorm": (MEM, VXM), "softmax": (VXM,), "swiglu": (VXM,), "residual": (VXM,), "sample": (VXM,),
     "rope": (SXM, VXM), "kv_write": (MEM,), "embed": (MEM,),
+    "allreduce": (C2C, VXM), "allgather": (C2C,), "send": (C2C,),
 }
 STREAMED = ("matmul", "attention_scores", "attention_values", "router")  # ops whose operand bytes stream from MEM ahead of their inputs
 
@@ -55,7 +57,9 @@ class CostParams:
         instruction ripple across the superlanes (20 on LPU v1, `ChipSpec`) plus
         the transit of vectors between MEM slices and the functional units (one
         slice per cycle, ~44 slices a hemisphere) and pipeline fill (free;
-        nominal 64 = 20 + 44, range 32-200).
+        nominal 64 = 20 + 44; prior range from the architecture 32-200; values
+        up to 4,000 are allowed so that a calibration can absorb per-op costs
+        the public architecture does not explain, and say how large they are).
     prefetch_matmuls
         How many matmuls ahead weights may stream before their inputs exist: 1,
         the MXM's double-buffered weight planes (reason: 4 planes, 2 in use and 2
@@ -65,9 +69,10 @@ class CostParams:
     stream_efficiency: float = 1.0
     op_latency_cycles: int = 64
     prefetch_matmuls: int = 1
-    source: str = "reasons above; stream_efficiency and op_latency_cycles nominal, not yet fitted"
+    source: str = "reasons above; nominal values (lpu.simulate.CALIBRATED holds the fitted op_latency_cycles)"
 
-    RANGES = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 200), "prefetch_matmuls": (0, 2)}
+    RANGES = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 4000), "prefetch_matmuls": (0, 2)}  # allowed values
+    PRIOR = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 200), "prefetch_matmuls": (0, 2)}  # from the architecture
 
     def __post_init__(self):
         for name, (lo, hi) in self.RANGES.items():
@@ -76,11 +81,11 @@ class CostParams:
                 raise ValueError(f"CostParams.{name} = {v!r} is outside its range [{lo}, {hi}]")
 
     def corner(self, corner: str) -> CostParams:
-        """Parameters at the ``"fast"`` or ``"slow"`` end of their ranges (prefetch kept)."""
+        """Parameters at the ``"fast"`` or ``"slow"`` end of their prior ranges (prefetch kept)."""
         if corner == "fast":
-            return replace(self, stream_efficiency=1.0, op_latency_cycles=self.RANGES["op_latency_cycles"][0])
+            return replace(self, stream_efficiency=1.0, op_latency_cycles=self.PRIOR["op_latency_cycles"][0])
         if corner == "slow":
-            return replace(self, stream_efficiency=self.RANGES["stream_efficiency"][0], op_latency_cycles=self.RANGES["op_latency_cycles"][1])
+            return replace(self, stream_efficiency=self.PRIOR["stream_efficiency"][0], op_latency_cycles=self.PRIOR["op_latency_cycles"][1])
         raise ValueError(f"corner must be 'fast' or 'slow', got {corner!r}")
 
 
@@ -109,7 +114,37 @@ def op_cycles(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = Cost
     cycles[:, VXM] = g.flops / chip.vxm_alus
     elements = np.array([o.rows * o.n_out for o in g.ops])
     cycles[:, SXM] = elements / chip.lanes
+    cycles[:, C2C] = [collective_s(o, chip) * chip.clock_hz for o in g.ops]
     return np.where(uses, np.ceil(cycles), 0).astype(np.int64)
+
+
+def collective_s(op: graph.Op, chip: hardware.ChipSpec) -> float:
+    """Seconds a chip-to-chip op holds its chips' links (0 for other ops).
+
+    Software-scheduled, so no contention: each transfer is its hops x the hop
+    latency plus its bytes over the chip's C2C bandwidth (routes spread over
+    the links). ``act_bytes`` of a collective is the vector being reduced or
+    gathered. An all-reduce over ``group`` chips is a reduce-scatter then an
+    all-gather, each moving (group-1)/group of the vector per chip; a group
+    larger than a node is hierarchical: inside nodes, across node leaders
+    (``hops`` each), inside nodes again.
+    """
+    if op.kind not in graph.COLLECTIVES:
+        return 0.0
+    hop, bw, node = chip.c2c_hop_latency_s, chip.c2c_bandwidth_Bps, hardware.GROQ_NODE.chips
+    if op.kind == "send":
+        return op.hops * hop + op.act_bytes / bw
+
+    def phase(members: int, nbytes: float, hops: int) -> float:
+        return hops * hop + (members - 1) / members * nbytes / bw if members > 1 else 0.0
+
+    phases = 2 if op.kind == "allreduce" else 1
+    inner = min(op.group, node)
+    outer = math.ceil(op.group / node)
+    t = phases * phase(inner, op.act_bytes, 1)
+    if outer > 1:
+        t += phases * phase(outer, op.act_bytes / inner, max(op.hops, 2))
+    return t
 
 
 @dataclass
@@ -140,9 +175,11 @@ class Timeline:
 
     def breakdown(self) -> dict[str, float]:
         """Where the step's cycles go, as shares summing to 1 along the step's critical path:
-        ``streaming`` (MEM-bound), ``mxm``, ``vxm``/``sxm`` (compute-bound), ``latency`` (waiting on op latency)."""
+        ``streaming`` (MEM-bound), ``mxm``, ``vxm``/``sxm`` (compute-bound), ``c2c`` (chip-to-chip transfers and
+        collectives), ``latency`` (waiting on op latency)."""
         order = np.argsort(self.end, kind="stable")
-        spans = {"streaming": 0.0, "mxm": 0.0, "vxm": 0.0, "sxm": 0.0, "latency": 0.0}
+        names = ("streaming", "mxm", "vxm", "sxm", "c2c")
+        spans = dict.fromkeys(names + ("latency",), 0.0)
         t = 0
         for i in order:  # walk the step's end times: each op extends the step by (end - t), attributed to its binding unit
             grow = int(self.end[i]) - t
@@ -151,7 +188,7 @@ class Timeline:
             occ = self.unit_cycles[i]
             binding = int(np.argmax(occ))
             busy = min(int(occ[binding]), grow)
-            spans[("streaming", "mxm", "vxm", "sxm")[binding]] += busy
+            spans[names[binding]] += busy
             spans["latency"] += grow - busy
             t = int(self.end[i])
         total = sum(spans.values()) or 1
@@ -205,33 +242,34 @@ def schedule(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: C
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")
     occ = op_cycles(g, c, params)
-    n = len(g)
+    n, nu = len(g), len(UNITS)
+    stages = max((o.stage for o in g.ops), default=0) + 1
     start = np.zeros(n, np.int64)
     end = np.zeros(n, np.int64)
-    unit_start = np.full((n, len(UNITS)), -1, np.int64)
-    free = np.zeros(len(UNITS), np.int64)
+    unit_start = np.full((n, nu), -1, np.int64)
+    free = np.zeros((stages, nu), np.int64)  # each stage's chips run in lockstep: one set of units per stage
     lat = params.op_latency_cycles
-    streamed_starts: list[int] = []  # compute start of each streamed op so far (limits prefetch)
+    streamed_starts: list[list[int]] = [[] for _ in range(stages)]  # compute start of each streamed op (limits prefetch)
     for i, op in enumerate(g.ops):
         ready = max((end[d] for d in op.deps), default=0)
-        o = occ[i]
+        o, f, starts = occ[i], free[op.stage], streamed_starts[op.stage]
         if op.kind in STREAMED:
             # weights/KV stream when MEM is free and the prefetch window allows, inputs or not
-            window = streamed_starts[-1 - params.prefetch_matmuls] if len(streamed_starts) > params.prefetch_matmuls else 0
+            window = starts[-1 - params.prefetch_matmuls] if len(starts) > params.prefetch_matmuls else 0
             if params.prefetch_matmuls == 0:
                 window = ready
-            s_mem = max(free[MEM], window)
-            s_mxm = max(ready, free[MXM], s_mem)
+            s_mem = max(f[MEM], window)
+            s_mxm = max(ready, f[MXM], s_mem)
             finish = max(s_mem + o[MEM], s_mxm + o[MXM]) + lat
             unit_start[i, MEM], unit_start[i, MXM] = s_mem, s_mxm
-            free[MEM], free[MXM] = s_mem + o[MEM], s_mxm + o[MXM]
+            f[MEM], f[MXM] = s_mem + o[MEM], s_mxm + o[MXM]
             start[i], end[i] = s_mem, finish
-            streamed_starts.append(s_mxm)
+            starts.append(s_mxm)
             continue
         used = np.flatnonzero(o)
-        s = max([ready] + [int(free[u]) for u in used])
+        s = max([ready] + [int(f[u]) for u in used])
         unit_start[i, used] = s
-        free[used] = s + o[used]
+        f[used] = s + o[used]
         start[i] = s
         end[i] = s + (int(o.max()) if len(used) else 0) + lat
     return Timeline(g, c, params, start, end, unit_start, occ)

@@ -1,0 +1,264 @@
+"""Sharding a model over many LPUs: pipeline stages, tensor parallelism, expert placement, topology.
+
+A `Plan` cuts a model over ``chips`` LPUs: ``pp`` pipeline stages, each a
+contiguous group of layers, and inside each stage ``tp`` chips splitting every
+layer tensor-parallel (attention head-wise, ``wq/wk/wv/w1/w3`` by output
+columns, ``wo/w2`` by input rows followed by an all-reduce, the classifier by
+vocabulary followed by an all-gather; Mixtral's experts placed on the stage's
+chips). Chips are numbered node by node (8 chips all-to-all) and rack by rack
+(9 nodes), so a stage of up to 8 chips sits in one node. Introduced in
+``notebooks/04_sharding.ipynb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import graph, hardware, models, sram
+
+
+def split_sizes(n: int, parts: int) -> list[int]:
+    """``n`` items cut into ``parts`` contiguous pieces whose sizes differ by at most one (larger first)."""
+    if parts < 1 or n < parts:
+        raise ValueError(f"cannot cut {n} into {parts} non-empty parts")
+    q, r = divmod(n, parts)
+    return [q + 1] * r + [q] * (parts - r)
+
+
+def offsets(sizes: list[int]) -> list[int]:
+    out, t = [], 0
+    for s in sizes:
+        out.append(t)
+        t += s
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``pp`` pipeline stages x ``tp`` tensor-parallel chips (chips = pp x tp)."""
+
+    model: models.ModelConfig
+    pp: int
+    tp: int
+    precision: models.Precision
+
+    def __post_init__(self):
+        m = self.model
+        if self.pp < 1 or self.tp < 1:
+            raise ValueError(f"pp and tp must be positive, got pp={self.pp}, tp={self.tp}")
+        if self.pp > m.n_layers:
+            raise ValueError(f"{m.name} has {m.n_layers} layers: at most {m.n_layers} pipeline stages, asked for {self.pp}")
+        if self.tp > m.n_heads:
+            raise ValueError(f"{m.name} has {m.n_heads} attention heads: at most {m.n_heads} tensor-parallel chips, asked for {self.tp}")
+
+    @property
+    def chips(self) -> int:
+        return self.pp * self.tp
+
+    @property
+    def stage_layers(self) -> list[range]:
+        """Layers of each stage (earlier stages take the extra layer when they do not divide)."""
+        sizes = split_sizes(self.model.n_layers, self.pp)
+        return [range(o, o + s) for o, s in zip(offsets(sizes), sizes)]
+
+    def heads(self, rank: int) -> range:
+        """Query heads of tensor-parallel rank ``rank``."""
+        sizes = split_sizes(self.model.n_heads, self.tp)
+        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+
+    def kv_heads(self, rank: int) -> range:
+        """KV heads rank ``rank`` needs for its query heads (replicated where tp exceeds the KV heads)."""
+        group = self.model.n_heads // self.model.n_kv_heads
+        h = self.heads(rank)
+        return range(h.start // group, (h.stop - 1) // group + 1)
+
+    def hidden(self, rank: int) -> range:
+        """FFN inner columns of rank ``rank``."""
+        sizes = split_sizes(self.model.hidden_dim, self.tp)
+        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+
+    def vocab(self, rank: int) -> range:
+        """Classifier rows (vocabulary entries) of rank ``rank``."""
+        sizes = split_sizes(self.model.vocab_size, self.tp)
+        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+
+    def chip_id(self, stage: int, rank: int) -> int:
+        return stage * self.tp + rank
+
+    def describe(self) -> str:
+        return f"{self.chips} chips = {self.pp} pipeline stage(s) x {self.tp}-way tensor parallel, {self.precision.name}"
+
+
+def candidate_plans(model: models.ModelConfig | str, chips: int, precision: str | models.Precision = "int8") -> list[Plan]:
+    """Every pp x tp factorisation of ``chips`` the model allows (stages <= layers, tp <= heads)."""
+    m, p = models.get(model), models.get_precision(precision)
+    if not isinstance(chips, int) or chips < 1:
+        raise ValueError(f"chips must be a positive integer, got {chips!r}")
+    plans = [Plan(m, chips // tp, tp, p) for tp in range(1, chips + 1)
+             if chips % tp == 0 and chips // tp <= m.n_layers and tp <= m.n_heads]
+    if not plans:
+        raise ValueError(f"{chips} chips cannot be cut as stages (<= {m.n_layers} layers) x tensor-parallel chips (<= {m.n_heads} heads) for {m.name}")
+    return plans
+
+
+def functional_plan(model: models.ModelConfig | str, chips: int) -> Plan:
+    """The plan the runtime executes for ``chips``: the widest tensor parallelism within a node (<= 8), the rest as stages."""
+    plans = candidate_plans(model, chips, "fp32")
+    within_node = [p for p in plans if p.tp <= hardware.GROQ_NODE.chips] or plans
+    return max(within_node, key=lambda p: p.tp)
+
+
+# ---- topology ---------------------------------------------------------------------------
+
+
+def hops(a: int, b: int, rack: hardware.RackSpec | str = "groqrack") -> int:
+    """Chip-to-chip hops between chips ``a`` and ``b`` on minimal routes of the software-scheduled Dragonfly.
+
+    Same node (8 chips, all-to-all): 1 hop. Same rack: 2 (to the right node, then
+    the right chip). Different racks: 3 (local, global, local). The chip is its
+    own switch, so a hop is a chip-to-chip link, ~300 ns (`ChipSpec`).
+    """
+    r = hardware.get(rack)
+    if a == b:
+        return 0
+    if a // r.node.chips == b // r.node.chips:
+        return 1
+    if a // r.chips == b // r.chips:
+        return 2
+    return 3
+
+
+def group_hops(chips: list[int]) -> int:
+    """The most hops between any two chips of a collective group (its members are contiguous)."""
+    return hops(min(chips), max(chips))
+
+
+# ---- the sharded step --------------------------------------------------------------------
+
+COLUMN_SPLIT = ("wq", "wk", "wv", "w1", "w3", "wcls")  # outputs split across tensor-parallel ranks
+ROW_SPLIT = ("wo", "w2")  # inputs split: partial sums, then an all-reduce
+SPLIT_KINDS = ("rope", "kv_write", "attention_scores", "softmax", "attention_values", "swiglu")  # per head / per FFN column
+
+
+def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0) -> graph.Graph:
+    """The ops one chip of each stage runs for a step, with the collectives and stage-to-stage sends made explicit.
+
+    Tensor-parallel ranks of a stage run the same ops on their shards in
+    lockstep, so each op is costed for one rank (the largest shard) and tagged
+    with its stage; ``allreduce`` after ``wo`` and ``w2``, ``allgather`` of the
+    logits and ``send`` between stages are ops on the chips' links.
+    """
+    m, T = plan.model, plan.tp
+    base = graph.build(m, phase, tokens, context, plan.precision)
+    a = models.DTYPE_BYTES[plan.precision.activations]
+    stage_of = {layer: s for s, layers in enumerate(plan.stage_layers) for layer in layers}
+    big = lambda n: -(-n // T)  # the largest of T near-equal shards  # noqa: E731
+    kv_share = 1 / min(T, m.n_kv_heads)  # each rank's KV heads (replicated beyond the KV heads)
+    g = graph.Graph(m, plan.precision, phase, base.tokens, base.context)
+    new_index: dict[int, int] = {}
+    sent: dict[int, int] = {}  # producer op -> its send to the next stage
+    R = base.tokens
+
+    def push(op: graph.Op) -> int:
+        g.ops.append(op)
+        return len(g.ops) - 1
+
+    for i, op in enumerate(base.ops):
+        stage = 0 if op.name == "embed" else stage_of.get(op.layer, plan.pp - 1)
+        deps = []
+        for d in op.deps:
+            nd = new_index[d]
+            if g.ops[nd].stage < stage:  # crossing into this stage: the residual stream is sent
+                if nd not in sent:
+                    src = g.ops[nd].stage
+                    sent[nd] = push(graph.Op(f"stage{src}->{src + 1}.send", "send", op.layer, None, R, m.dim, 0, 0, 0, R * m.dim * a, 0, 0,
+                                             (nd,), stage=src, group=2, hops=hops(plan.chip_id(src, 0), plan.chip_id(src + 1, 0))))
+                nd = sent[nd]
+            deps.append(nd)
+        change = dict(deps=tuple(deps), stage=stage)
+        moe_ffn = m.is_moe and op.weight in ("w1", "w2", "w3")
+        if op.kind == "matmul" and moe_ffn and T >= m.n_experts:
+            # expert parallel: whole experts live on the stage's chips; a chip streams at most one active expert
+            change.update(weight_bytes=op.weight_bytes // op.experts if op.experts else 0, flops=op.flops // m.experts_per_token, experts=1)
+        elif op.kind == "matmul" and op.weight in COLUMN_SPLIT + ROW_SPLIT:
+            split_out = op.weight in COLUMN_SPLIT
+            change.update(weight_bytes=op.weight_bytes * big(op.n_out if split_out else op.n_in) // max(op.n_out if split_out else op.n_in, 1),
+                          flops=op.flops // T, act_bytes=op.act_bytes // T,
+                          **({"n_out": big(op.n_out)} if split_out else {"n_in": big(op.n_in)}))
+        elif op.kind in SPLIT_KINDS:
+            change.update(flops=op.flops // T, act_bytes=op.act_bytes // T, n_out=big(op.n_out),
+                          kv_read_bytes=int(op.kv_read_bytes * kv_share), kv_write_bytes=int(op.kv_write_bytes * kv_share))
+        new_index[i] = push(dataclasses.replace(op, **change))
+        members = [plan.chip_id(stage, r) for r in range(T)]
+        if T > 1 and op.weight in ROW_SPLIT:  # partial sums -> one all-reduce per projection
+            kind = "attn" if op.weight == "wo" else "ffn"
+            new_index[i] = push(graph.Op(f"L{op.layer}.{kind}_allreduce", "allreduce", op.layer, None, R, m.dim, 0, R * m.dim, 0, R * m.dim * a, 0, 0,
+                                         (new_index[i],), stage=stage, group=T, hops=group_hops(members)))
+        if T > 1 and op.weight == "wcls":
+            rows = R if phase == "decode" else 1
+            new_index[i] = push(graph.Op("classifier_allgather", "allgather", -1, None, rows, m.vocab_size, 0, 0, 0, rows * m.vocab_size * a, 0, 0,
+                                         (new_index[i],), stage=stage, group=T, hops=group_hops(members)))
+    return g
+
+
+# ---- capacity ----------------------------------------------------------------------------
+
+
+def chip_bytes(plan: Plan, users: int = 1, context_tokens: int = 0) -> list[dict[str, int]]:
+    """Bytes each chip holds, by category: its weight shards, its KV heads for its layers, activations.
+
+    A tied embedding is held twice (lookup on the first stage, classifier on the last).
+    """
+    m, p, T = plan.model, plan.precision, plan.tp
+    B = models.DTYPE_BYTES
+    a = B[p.activations]
+    out = []
+    for s, layers in enumerate(plan.stage_layers):
+        for r in range(T):
+            heads, kvh, hid = len(plan.heads(r)), len(plan.kv_heads(r)), len(plan.hidden(r))
+            hd = m.head_dim
+            attn = (2 * m.dim * heads * hd + 2 * m.dim * kvh * hd) * B[p.attention]
+            if m.is_moe and T >= m.n_experts:
+                experts_here = len(range(r, m.n_experts, T))
+                ffn = experts_here * 3 * m.dim * m.hidden_dim * B[p.ffn] + m.dim * m.n_experts * a
+            else:
+                ffn = m.n_experts * 3 * m.dim * hid * B[p.ffn] + (m.dim * m.n_experts * a if m.is_moe else 0)
+            weights = len(layers) * (attn + ffn + 2 * m.dim * a)
+            if s == 0:
+                weights += len(plan.vocab(r)) * m.dim * B[p.embedding]
+            if s == plan.pp - 1:
+                weights += len(plan.vocab(r)) * m.dim * B[p.embedding] + m.dim * a
+            kv = users * context_tokens * len(layers) * 2 * kvh * hd * a
+            act = m.activation_bytes(p, users, context_tokens) // T
+            out.append(dict(chip=plan.chip_id(s, r), stage=s, rank=r, weights=int(weights), kv_cache=int(kv), activations=int(act)))
+    return out
+
+
+def allocate(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.ChipSpec | str = "lpu-v1",
+             reserve_fraction: float = sram.RESERVE_FRACTION.nominal) -> list[sram.SRAM]:
+    """Place every chip's share in its SRAM (`lpu.sram.SRAM`): weights, KV cache, activations and the reserve.
+
+    Raises
+    ------
+    lpu.sram.SRAMCapacityError
+        Naming the chip (``chip 17 (stage 2, rank 1)``) and the shortfall.
+    """
+    c = hardware.get(chip)
+    out = []
+    for share in chip_bytes(plan, users, context_tokens):
+        mem = sram.SRAM(c, name=f"chip {share['chip']} (stage {share['stage']}, rank {share['rank']})")
+        mem.alloc("reserve", int(c.sram_bytes * reserve_fraction))
+        for name in ("weights", "kv_cache", "activations"):
+            if share[name]:
+                mem.alloc(name, share[name])
+        out.append(mem)
+    return out
+
+
+def fits(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.ChipSpec | str = "lpu-v1",
+         reserve_fraction: float = sram.RESERVE_FRACTION.nominal) -> bool:
+    """Whether the fullest chip's share fits its SRAM less the reserve (whole words ignored: see `allocate`)."""
+    c = hardware.get(chip)
+    usable = c.sram_bytes * (1 - reserve_fraction) - c.mem_slices * c.word_bytes * 3  # word padding of 3 tensors
+    return max(s["weights"] + s["kv_cache"] + s["activations"] for s in chip_bytes(plan, users, context_tokens)) <= usable

@@ -1,0 +1,48 @@
+"""Fit the simulator's one free parameter on the LPU calibration anchor, and print the result to record in lpu/simulate.py.
+
+    .venv/bin/python scripts/calibrate.py
+
+The anchor is the only ``role == calibration`` LPU row of data/published.csv:
+Groq serving Llama 2 70B at 241 output tokens/s per user on 568-576 chips
+(ArtificialAnalysis, Feb 2024). We fit ``op_latency_cycles`` (the latency
+between dependent ops; see lpu.schedule.CostParams) so that
+``lpu.simulate("llama2-70b", chips=576, users=1)`` predicts 241 tok/s, with
+``stream_efficiency`` kept at its nominal 1.0: one anchor pins one parameter.
+The output speed falls monotonically as the latency grows, so a bisection
+over whole cycles finds the fit. Every other published figure is a prediction.
+"""
+
+from __future__ import annotations
+
+from lpu import published, schedule, simulate
+
+ANCHOR = dict(system="lpu-v1", model="llama2-70b", metric="output_tokens_per_s", role="calibration")
+CONDITIONS = dict(chips=576, users=1, prompt_tokens=550, output_tokens=150)
+
+
+def speed(latency_cycles: int) -> float:
+    params = schedule.CostParams(op_latency_cycles=latency_cycles)
+    return simulate.simulate(ANCHOR["model"], chips=CONDITIONS["chips"], users=CONDITIONS["users"], prompt_tokens=CONDITIONS["prompt_tokens"],
+                             output_tokens=CONDITIONS["output_tokens"], params=params, ranges=False).output_tokens_per_s
+
+
+def main() -> int:
+    target = published.value(**ANCHOR)
+    lo, hi = schedule.CostParams.RANGES["op_latency_cycles"]
+    if not speed(hi) <= target <= speed(lo):
+        raise SystemExit(f"the anchor {target} tok/s is outside what op_latency_cycles in [{lo}, {hi}] can give: {speed(hi):.0f}-{speed(lo):.0f}")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if speed(mid) > target else (lo, mid)
+    fit = lo if abs(speed(lo) - target) <= abs(speed(hi) - target) else hi
+    prior = schedule.CostParams.PRIOR["op_latency_cycles"]
+    print(f"anchor: {target:g} tok/s ({ANCHOR['model']} on {CONDITIONS['chips']} chips, users={CONDITIONS['users']}, "
+          f"prompt {CONDITIONS['prompt_tokens']}, output {CONDITIONS['output_tokens']})")
+    print(f"fitted op_latency_cycles = {fit} -> {speed(fit):.1f} tok/s (prior range from the architecture: {prior[0]}-{prior[1]} cycles; "
+          f"nominal {schedule.CostParams().op_latency_cycles})")
+    print(f"record in lpu/simulate.py: CALIBRATED = schedule.CostParams(op_latency_cycles={fit})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
