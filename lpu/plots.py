@@ -150,3 +150,24 @@ def gantt(timeline, layers: tuple[int, int] | None = None, ax=None, time_unit: s
               fontsize=8, frameon=False)
     ax.grid(axis="y", visible=False)
     return ax
+
+
+def system_layout(plan, ax=None):
+    """Racks of nodes of chips, each chip coloured by its pipeline stage (``notebooks/04_sharding.ipynb``)."""
+    rack = hardware.get("groqrack")
+    per_rack, per_node = rack.chips, rack.node.chips
+    racks = -(-plan.chips // per_rack)
+    ax = _ax(ax, (12, 3.2))
+    palette = sns.color_palette("husl", plan.pp)
+    for chip in range(plan.chips):
+        r, within = divmod(chip, per_rack)
+        node, slot = divmod(within, per_node)
+        x = r * (per_node + 2) + slot
+        ax.add_patch(Rectangle((x, node), 0.9, 0.9, color=palette[chip // plan.tp]))
+    for r in range(racks):
+        ax.text(r * (per_node + 2) + per_node / 2, rack.nodes + 0.3, f"rack {r}", ha="center", fontsize=8)
+    ax.set_xlim(-0.5, racks * (per_node + 2))
+    ax.set_ylim(-0.5, rack.nodes + 1.2)
+    ax.set_axis_off()
+    ax.set_title(f"{plan.model.name}: {plan.describe()} (colour = pipeline stage; rows = nodes of {per_node} chips)", fontsize=10)
+    return ax

@@ -6,6 +6,12 @@ as llama2.c's run.c does: the prompt is fed token by token, then each step
 samples the next token. Every emitted `TokenEvent` carries ``t_sim_s``, the
 time at which an LPU system running this model would have emitted it (see
 `simulated_times`, from the static schedule of `lpu.schedule`). Introduced in ``notebooks/03_token_generation.ipynb``.
+
+With ``chips > 1`` the engine executes the sharded plan of
+`lpu.shard.functional_plan`: each simulated chip (`ChipShard`) holds only its
+own shards of the weights and of the KV cache, and the chips exchange vectors
+through explicit collectives (`_all_reduce`, `_all_gather`, `_send`), so the
+tokens come out of the same arithmetic a multi-LPU system would do.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, graph, hardware, kernels, models, schedule
+from . import checkpoint, graph, hardware, kernels, models, schedule, shard
 from .quant import QuantizedTensor, quantize_int8
 
 DATA_MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
@@ -101,6 +107,155 @@ def simulated_times(model: models.ModelConfig, prompt_tokens: int, new_tokens: i
     return np.cumsum(steps)
 
 
+# ---- sharding: one simulated chip's weights, and the collectives between chips --------------
+
+
+def _layer_matrix(w: np.ndarray | QuantizedTensor, layer: int) -> np.ndarray | QuantizedTensor:
+    """Layer ``layer`` of a stacked (L, d_out, d_in) weight."""
+    if isinstance(w, QuantizedTensor):
+        return QuantizedTensor(w.q[layer], w.scales[layer], w.group_size)
+    return w[layer]
+
+
+def _take(w: np.ndarray | QuantizedTensor, rows: range | None = None, cols: range | None = None) -> np.ndarray | QuantizedTensor:
+    """A new array (never a view) holding rows ``rows`` and columns ``cols`` of the (d_out, d_in) matrix ``w``.
+
+    int8 weights stay as they are where the column cut falls on their group
+    boundaries; otherwise the shard is dequantized (and `_Linear` quantizes it
+    again in groups of gcd(shard d_in, 64)).
+    """
+    r = slice(None) if rows is None else slice(rows.start, rows.stop)
+    c = slice(None) if cols is None else slice(cols.start, cols.stop)
+    if isinstance(w, QuantizedTensor):
+        g = w.group_size
+        if cols is None or (cols.start % g == 0 and len(cols) % g == 0):
+            gc = slice(None) if cols is None else slice(cols.start // g, cols.stop // g)
+            return QuantizedTensor(w.q[r, c].copy(), w.scales[r, gc].copy(), g)
+        return w.dequantize()[r, c].copy()
+    return np.array(w[r, c], dtype=np.float32, order="C", copy=True)
+
+
+class ChipShard:
+    """One simulated LPU of a sharded `Engine`: pipeline stage ``stage``, tensor-parallel rank ``rank``.
+
+    It holds only its own shards, as arrays of its own made at load time: for
+    each layer of its stage, the rows of ``wq`` of its query heads
+    (``plan.heads(rank)``), the rows of ``wk``/``wv`` of the KV heads they read
+    (``plan.kv_heads(rank)``; replicated on several ranks where tp exceeds the
+    KV heads), the columns of ``wo`` of its heads, the rows of ``w1``/``w3`` and
+    columns of ``w2`` of its FFN slice (``plan.hidden(rank)``) and its own copy
+    of the norm weights; the first stage's chips hold the embedding rows of their
+    vocabulary slice (``plan.vocab(rank)``), the last stage's the classifier rows
+    of theirs and the final norm. Its KV cache covers only its KV heads and its
+    stage's layers, laid out (layer, kv head, position, head_dim).
+    """
+
+    def __init__(self, ckpt: checkpoint.Checkpoint, plan: shard.Plan, stage: int, rank: int, precision: str):
+        c, w = ckpt.config, ckpt.weights
+        self.stage, self.rank, self.chip_id = stage, rank, plan.chip_id(stage, rank)
+        self.layers = plan.stage_layers[stage]
+        self.heads, self.kv_heads, self.hidden = plan.heads(rank), plan.kv_heads(rank), plan.hidden(rank)
+        self.vocab = plan.vocab(rank)
+        self.first, self.last = stage == 0, stage == plan.pp - 1
+        hd = c.head_dim
+        q_rows = range(self.heads.start * hd, self.heads.stop * hd)  # also wo's columns
+        kv_rows = range(self.kv_heads.start * hd, self.kv_heads.stop * hd)
+        cut = {"wq": (q_rows, None), "wk": (kv_rows, None), "wv": (kv_rows, None), "wo": (None, q_rows),
+               "w1": (self.hidden, None), "w3": (self.hidden, None), "w2": (None, self.hidden)}
+        self.linears = [{name: _Linear(_take(_layer_matrix(w[name], layer), *cut[name]), precision) for name in MATRICES}
+                        for layer in self.layers]
+        self.rms_att = np.array(w["rms_att_weight"][self.layers.start:self.layers.stop], np.float32)  # (layers here, dim), a copy
+        self.rms_ffn = np.array(w["rms_ffn_weight"][self.layers.start:self.layers.stop], np.float32)
+        self.embedding = _take(w["token_embedding_table"], self.vocab) if self.first else None  # fp32 rows, for the lookup
+        self.rms_final = np.array(w["rms_final_weight"], np.float32) if self.last else None
+        self.classifier = _Linear(_take(ckpt.classifier, self.vocab), precision) if self.last else None
+        # attention: the local query heads that read each local KV head (GQA), as (q lo, q hi, kv head) slices
+        group = c.n_heads // c.n_kv_heads
+        self.attn_groups = []
+        for h in self.heads:
+            g = h // group - self.kv_heads.start
+            if self.attn_groups and self.attn_groups[-1][2] == g:
+                self.attn_groups[-1][1] += hd
+            else:
+                self.attn_groups.append([(h - self.heads.start) * hd, (h - self.heads.start + 1) * hd, g])
+        f = np.float32
+        n_kv = len(self.kv_heads)
+        self.x = np.zeros((1, c.dim), f)  # this chip's copy of the residual stream
+        self.xb = np.zeros((1, c.dim), f)
+        self.q = np.zeros(len(q_rows), f)
+        self.k = np.zeros(len(kv_rows), f)
+        self.v = np.zeros(len(kv_rows), f)
+        self.att_out = np.zeros(len(q_rows), f)
+        self.partial = np.zeros(c.dim, f)  # this chip's share of a sum over the stage (wo, w2, embedding)
+        self.h1 = np.zeros(len(self.hidden), f)
+        self.h3 = np.zeros(len(self.hidden), f)
+        self.logits = np.zeros(len(self.vocab), f) if self.last else None
+        self.k_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
+        self.v_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
+
+    def tensors(self) -> dict[str, list[np.ndarray | QuantizedTensor]]:
+        """This chip's weight arrays by llama2.c tensor name (one per layer for the per-layer ones)."""
+        out = {name: [lin[name].w for lin in self.linears] for name in MATRICES}
+        out["rms_att_weight"], out["rms_ffn_weight"] = list(self.rms_att), list(self.rms_ffn)
+        if self.first:
+            out["token_embedding_table"] = [self.embedding]
+        if self.last:
+            out["rms_final_weight"], out["classifier"] = [self.rms_final], [self.classifier.w]
+        return out
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of this chip's matrices (classifier shard included), at the storage precision."""
+        return sum(lin.nbytes for layer in self.linears for lin in layer.values()) + (self.classifier.nbytes if self.last else 0)
+
+
+def _all_reduce(partials: list[np.ndarray]) -> list[np.ndarray]:
+    """Sum of the ranks' partial vectors, in rank order (deterministic), one copy for each rank."""
+    total = partials[0].copy()
+    for p in partials[1:]:
+        total += p
+    return [total.copy() for _ in partials]
+
+
+def _all_gather(shards: list[np.ndarray]) -> list[np.ndarray]:
+    """The ranks' shards concatenated in rank order, one copy for each rank."""
+    full = np.concatenate(shards)
+    return [full.copy() for _ in shards]
+
+
+def _send(x: np.ndarray) -> np.ndarray:
+    """A vector sent to another chip: the receiver gets its own copy."""
+    return x.copy()
+
+
+def sharded_op_names(plan: shard.Plan) -> list[str]:
+    """The ops one decode step of a ``plan.chips > 1`` engine executes: ``graph.decode``'s names with the collectives.
+
+    After ``embed`` comes ``embed_allreduce`` (the embedding is split by vocabulary
+    over the first stage's ranks); after ``L{i}.wo`` and ``L{i}.w2``,
+    ``L{i}.attn_allreduce`` and ``L{i}.ffn_allreduce``; after the last layer of
+    stage s, ``stage{s}->{s+1}.send``; after ``classifier``,
+    ``classifier_allgather``; ``sample`` last. All-reduces and all-gathers appear
+    only when ``plan.tp > 1``, sends only when ``plan.pp > 1``. ``Engine.trace``
+    records these names, each op once per step (all ranks of a stage run it).
+    """
+    tp, names = plan.tp > 1, []
+    last_of_stage = {r.stop - 1: s for s, r in enumerate(plan.stage_layers[:-1])}
+    for name in graph.decode(plan.model, 1, 0).names:
+        names.append(name)
+        layer, _, op = name.partition(".")
+        if tp and name == "embed":
+            names.append("embed_allreduce")
+        elif tp and op in ("wo", "w2"):
+            names.append(f"{layer}.{'attn' if op == 'wo' else 'ffn'}_allreduce")
+        elif op == "ffn_residual" and int(layer[1:]) in last_of_stage:
+            s = last_of_stage[int(layer[1:])]
+            names.append(f"stage{s}->{s + 1}.send")
+        elif tp and name == "classifier":
+            names.append("classifier_allgather")
+    return names
+
+
 class Engine:
     """A llama2.c-format model, ready to generate on the CPU.
 
@@ -109,8 +264,12 @@ class Engine:
     ckpt : lpu.checkpoint.Checkpoint
     tokenizer : lpu.checkpoint.Tokenizer
     chips : int
-        LPUs the simulated system splits the model over (1 for now; the
-        sharding planner adds more).
+        LPUs the simulated system splits the model over. 1 runs the fast
+        single-chip path; N > 1 executes ``lpu.shard.functional_plan(config, N)``
+        (``plan.pp`` stages x ``plan.tp`` tensor-parallel ranks), each chip a
+        `ChipShard` holding only its shards, the chips joined by explicit
+        collectives (see `sharded_op_names`). Greedy tokens are the same as with
+        chips=1 (logits agree to rounding: partial sums are added in another order).
     precision : {None, "fp32", "fp16", "int8"}
         Weight storage for the kernels; None keeps the checkpoint's (fp32 for
         versions 0/1, int8 for version 2).
@@ -128,14 +287,23 @@ class Engine:
         c = ckpt.config
         if tokenizer.vocab_size != c.vocab_size:
             raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but {c.name} expects {c.vocab_size}")
-        if chips != 1:
-            raise ValueError(f"chips={chips!r}: the runtime executes one chip's plan for now (chips=1); multi-chip plans come with lpu.shard")
+        if not isinstance(chips, (int, np.integer)) or isinstance(chips, bool) or chips < 1:
+            raise ValueError(f"chips must be a positive integer, got {chips!r}")
+        chips = int(chips)
+        plan = shard.functional_plan(c, chips)  # ValueError where the model cannot be cut over this many chips
         if precision is None:
             precision = "int8" if ckpt.version == 2 else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r} for the CPU kernels; known: {', '.join(PRECISIONS)}")
         self.config, self.tokenizer, self.chips, self.precision, self.chip = c, tokenizer, chips, precision, hardware.get(chip)
-        self.checkpoint = ckpt
+        self.checkpoint, self.plan = ckpt, plan
+        self.trace: list[str] | None = None  # set to [] to record the ops a step executes
+        if chips > 1:
+            self.shards = [ChipShard(ckpt, plan, s, r, precision) for s in range(plan.pp) for r in range(plan.tp)]  # by chip_id
+            self.ops = sharded_op_names(plan)  # the op list each step executes, collectives included
+            self.logits = np.zeros(c.vocab_size, np.float32)
+            return
+        self.shards: list[ChipShard] | None = None
         w = ckpt.weights
         self.layers = [{name: _Linear(w[name][layer] if not isinstance(w[name], QuantizedTensor) else
                                       QuantizedTensor(w[name].q[layer], w[name].scales[layer], w[name].group_size), precision)
@@ -146,12 +314,14 @@ class Engine:
         self.embedding = np.ascontiguousarray(w["token_embedding_table"], np.float32)  # (vocab, dim), for the lookup
         self.classifier = _Linear(ckpt.classifier, precision)
         self.ops = graph.decode(c, 1, 0, precision).names  # the op list each step executes
-        self.trace: list[str] | None = None  # set to [] to record the ops a step executes
         self._alloc_state()
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of weights one decode step streams (every matrix once, at the storage precision)."""
+        """Bytes of weights one decode step streams (every matrix once, at the storage precision; with
+        chips > 1, summed over the chips, so replicated KV-head rows count once per chip holding them)."""
+        if self.shards is not None:
+            return sum(ch.weight_bytes for ch in self.shards)
         return sum(lin.nbytes for layer in self.layers for lin in layer.values()) + self.classifier.nbytes
 
     def _alloc_state(self):
@@ -193,6 +363,8 @@ class Engine:
         c = self.config
         if not 0 <= pos < c.seq_len:
             raise ValueError(f"position {pos} is outside {c.name}'s context of {c.seq_len} tokens")
+        if self.shards is not None:
+            return self._forward_sharded(token, pos)
         tr = self.trace
         x, xb = self.x, self.xb
         x[0] = self.embedding[token]
@@ -226,6 +398,80 @@ class Engine:
             tr.extend(["final_norm", "classifier"])
         return self.logits
 
+    def _forward_sharded(self, token: int, pos: int) -> np.ndarray:
+        """`forward` on the chips of ``self.plan``: a readable loop over stages and ranks (a functional model, not the fast path)."""
+        c, plan, hd = self.config, self.plan, self.config.head_dim
+        record = self.trace.append if self.trace is not None else (lambda name: None)
+        stages = [self.shards[s * plan.tp:(s + 1) * plan.tp] for s in range(plan.pp)]
+
+        def reduce_into_residual(chips):  # all-reduce of the ranks' partials; each rank adds the sum to its residual
+            for ch, total in zip(chips, _all_reduce([ch.partial for ch in chips])):
+                ch.x[0] += total
+
+        # embedding: each first-stage rank holds its vocabulary slice; the rank owning the token contributes its row
+        for ch in stages[0]:
+            ch.partial[:] = ch.embedding[token - ch.vocab.start] if token in ch.vocab else 0.0
+            ch.x[0] = 0.0
+        record("embed")
+        reduce_into_residual(stages[0])  # exact: every other rank adds zeros
+        if plan.tp > 1:
+            record("embed_allreduce")
+        for s, chips in enumerate(stages):
+            for i, layer in enumerate(plan.stage_layers[s]):
+                L = f"L{layer}."
+                for ch in chips:
+                    lin = ch.linears[i]
+                    kernels._rmsnorm(ch.x, ch.rms_att[i], c.norm_eps, ch.xb)
+                    lin["wq"](ch.xb[0], ch.q)
+                    lin["wk"](ch.xb[0], ch.k)
+                    lin["wv"](ch.xb[0], ch.v)
+                    kernels._rope(ch.q, ch.k, pos, hd, c.rope_theta)
+                    ch.k_cache[i, :, pos] = ch.k.reshape(-1, hd)
+                    ch.v_cache[i, :, pos] = ch.v.reshape(-1, hd)
+                    for lo, hi, g in ch.attn_groups:  # the local query heads reading local KV head g
+                        kernels._attention(ch.q[lo:hi], ch.k_cache[i, g], ch.v_cache[i, g], pos, 1, ch.att_out[lo:hi])
+                    lin["wo"](ch.att_out, ch.partial)  # this rank's heads' share of the output projection
+                for name in ("attn_norm", "wq", "wk", "wv", "rope", "kv_write", "attn_scores", "softmax", "attn_values", "wo"):
+                    record(L + name)
+                reduce_into_residual(chips)
+                if plan.tp > 1:
+                    record(L + "attn_allreduce")
+                record(L + "attn_residual")
+                for ch in chips:
+                    lin = ch.linears[i]
+                    kernels._rmsnorm(ch.x, ch.rms_ffn[i], c.norm_eps, ch.xb)
+                    lin["w1"](ch.xb[0], ch.h1)
+                    lin["w3"](ch.xb[0], ch.h3)
+                    kernels._swiglu(ch.h1, ch.h3)
+                    lin["w2"](ch.h1, ch.partial)  # this rank's FFN slice's share
+                for name in ("ffn_norm", "w1", "w3", "swiglu", "w2"):
+                    record(L + name)
+                reduce_into_residual(chips)
+                if plan.tp > 1:
+                    record(L + "ffn_allreduce")
+                record(L + "ffn_residual")
+            if s + 1 < plan.pp:  # rank r of stage s sends the residual to rank r of stage s + 1
+                for src, dst in zip(chips, stages[s + 1]):
+                    dst.x[0] = _send(src.x[0])
+                record(f"stage{s}->{s + 1}.send")
+        for ch in stages[-1]:
+            kernels._rmsnorm(ch.x, ch.rms_final, c.norm_eps, ch.xb)
+            ch.classifier(ch.xb[0], ch.logits)  # this rank's vocabulary slice
+        record("final_norm")
+        record("classifier")
+        self.logits[:] = _all_gather([ch.logits for ch in stages[-1]])[0]
+        if plan.tp > 1:
+            record("classifier_allgather")
+        return self.logits
+
+    def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
+        """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.simulate.token_times`` for several."""
+        if self.chips == 1:
+            return simulated_times(self.config, prompt_tokens, new_tokens, self.chip, precision_sim)
+        from .simulate import token_times  # lpu.simulate imports the scheduler and planner: only when sharded
+
+        return np.asarray(token_times(self.config, self.chips, prompt_tokens, new_tokens, precision_sim), dtype=np.float64)
+
     # ---- generation --------------------------------------------------------------
     def generate(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                  precision_sim: str = "int8") -> Iterator[TokenEvent]:
@@ -238,7 +484,7 @@ class Engine:
 
         ``t_sim_s`` is the simulated time of each token on the LPU system
         storing the weights at ``precision_sim``, from its static schedule
-        (see `simulated_times`).
+        (see `simulated_times`; with chips > 1, ``lpu.simulate.token_times``).
         """
         c = self.config
         if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
@@ -248,7 +494,7 @@ class Engine:
             raise ValueError(f"the prompt is {len(ids)} tokens (with BOS); {c.name}'s context is {c.seq_len} tokens")
         rng = np.random.default_rng(seed)
         n_new = min(max_new_tokens, c.seq_len - len(ids))
-        t_sim = simulated_times(c, len(ids), max(n_new, 1), self.chip, precision_sim)
+        t_sim = self.simulated_times(len(ids), max(n_new, 1), precision_sim)
         t0 = time.perf_counter()
         token = ids[0]
         for pos in range(len(ids) + n_new - 1):

@@ -182,3 +182,15 @@ def _smallest(m: models.ModelConfig, precisions: list[str], users: int, context:
 def with_params(**changes) -> schedule.CostParams:
     """`CALIBRATED` with some parameters changed (for sensitivity studies)."""
     return replace(CALIBRATED, **changes)
+
+
+def token_times(model: str | models.ModelConfig, chips: int, prompt_tokens: int, new_tokens: int, precision: str | None = "int8",
+                params: schedule.CostParams = CALIBRATED) -> np.ndarray:
+    """Emission time of each of ``new_tokens`` tokens of one user on ``chips`` LPUs: TTFT, then one ITL per token.
+
+    Used by `lpu.runtime.Engine` to stamp real tokens generated with ``chips > 1``.
+    """
+    m = models.get(model)
+    out = max(min(new_tokens, m.seq_len - prompt_tokens), 1)
+    r = simulate(m, chips=chips, precision=precision, prompt_tokens=max(prompt_tokens, 1), output_tokens=out, params=params, ranges=False)
+    return r.ttft_s + r.itl_s * np.arange(new_tokens)

@@ -95,3 +95,36 @@ def generate_box(engine, prompt: str = "ROMEO:", max_new_tokens: int = 120):
     box = w.VBox([text_w, w.HBox([n_w, temp_w, go]), out])
     display(box)
     return box
+
+
+def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 1, precision: str | None = None):
+    """Model, precision, chips, users -> lpu.simulate's plan and speeds (``notebooks/04_sharding.ipynb``)."""
+    from .simulate import simulate
+
+    model_w = w.Dropdown(options=[n for n in models.names() if not n.startswith("stories")], value=model, description="model")
+    prec_w = w.Dropdown(options=[("highest that fits", None)] + [(p, p) for p in ("fp16", "fp16-int8ffn", "int8", "int4")], value=precision,
+                        description="precision")
+    chips_w = w.IntText(value=chips, description="chips")
+    users_w = w.IntSlider(value=users, min=1, max=512, description="users", continuous_update=False)
+    out = w.Output()
+
+    def update(*_):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                r = simulate(model_w.value, chips=chips_w.value, precision=prec_w.value, users=users_w.value, ranges=False)
+            except ValueError as e:
+                print(f"does not work: {e}")
+                return
+            print(f"{r.plan.describe()}: first token {r.ttft_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} tok/s per user, "
+                  f"{r.system_tokens_per_s:,.0f} tok/s for {r.users} user(s)")
+            print("decode step: " + ", ".join(f"{k} {v:.0%}" for k, v in r.breakdown().items() if v > 0.005))
+            plots.system_layout(r.plan)
+            plt.show()
+
+    for x in (model_w, prec_w, chips_w, users_w):
+        x.observe(update, names="value")
+    update()
+    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([chips_w, users_w]), out])
+    display(box)
+    return box

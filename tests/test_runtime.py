@@ -86,8 +86,8 @@ def test_simulated_times_come_from_the_static_schedule(bundled):
 def test_bad_input_gets_clear_errors(bundled, tmp_path):
     with pytest.raises(ValueError, match="context is 256 tokens"):
         list(bundled.generate("word " * 400, 5))
-    with pytest.raises(ValueError, match="chips=2"):
-        Engine(bundled.checkpoint, bundled.tokenizer, chips=2)
+    with pytest.raises(ValueError, match="chips must be a positive integer"):
+        Engine(bundled.checkpoint, bundled.tokenizer, chips=0)
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         Engine(bundled.checkpoint, bundled.tokenizer, precision="fp8")
     with pytest.raises(ValueError, match="max_new_tokens"):
