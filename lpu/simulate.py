@@ -102,8 +102,8 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     model : str or ModelConfig
     system : str
         ``"lpu-v1"`` (GPU systems answer through the GPU baseline).
-    chips : int or None
-        None: the smallest count whose best plan fits, at ``precision``.
+    chips : int, "auto" or None
+        None or "auto": the smallest count whose best plan fits, at ``precision``.
     precision : str or None
         None: the highest of fp16, fp16-int8ffn, int8, int4 that fits the given chips (fp16 when
         ``chips`` is None too); said in ``Result.precision``.
@@ -120,6 +120,9 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     """
     m = models.get(model)
     c = hardware.get(system)
+    chips = None if chips == "auto" else chips
+    if chips is not None and (not isinstance(chips, (int, np.integer)) or chips < 1):
+        raise ValueError(f"chips must be a positive integer, 'auto' or None, got {chips!r}")
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"system {system!r} is not an LPU; LPU systems: lpu-v1")
     for name, v in (("users", users), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
