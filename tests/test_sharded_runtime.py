@@ -7,7 +7,8 @@ import pytest
 
 from lpu import graph
 from lpu.quant import QuantizedTensor
-from lpu.runtime import MATRICES, Engine, sharded_op_names
+from lpu.runtime import MATRICES, Engine
+from lpu.sharded import sharded_op_names
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 STORIES = SHARED / "stories260K.bin"
