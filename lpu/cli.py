@@ -13,6 +13,7 @@ import sys
 from . import __version__, hardware, models, sram
 
 TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's training context)
+TOUR_SYSTEMS = [("llama2-70b", 576), ("mixtral-8x7b", 576), ("llama2-7b", 576), ("llama2-70b", None)]  # None: the fewest chips at fp16
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -51,7 +52,17 @@ def tour(args) -> int:
     n16 = sram.chips_needed("llama2-70b", precision="fp16", context_tokens=TOUR_CONTEXT_TOKENS)
     print(f"\nGroq served Llama 2 70B on 576 chips ({576 // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
     print(f"more than 576 x {chip.sram_bytes / 1e6:.1f} MB = {576 * chip.sram_bytes / 1e9:.0f} GB. See notebooks/01_architecture.ipynb for the mix that fits.")
-    print("\nMore: lpu chips --help, lpu specs, and the notebooks (make lab).")
+    from .simulate import CALIBRATED, simulate  # the scheduler and planner load only here
+
+    print(f"\nSimulated on LPU systems (lpu.simulate; 1 user, prompt 550, output 150; op latency calibrated on Groq's Llama 2 70B, "
+          f"{CALIBRATED.op_latency_cycles:,} cycles):")
+    rows = []
+    for name, chips in TOUR_SYSTEMS:
+        r = simulate(name, chips=chips, ranges=False)
+        rows.append([name, f"{r.chips}", f"{r.plan.pp} stages x {r.plan.tp} TP", r.precision, f"{r.ttft_s * 1e3:.1f}",
+                     f"{r.output_tokens_per_s:,.0f}", f"{r.total_time_s:.2f}"])
+    print(_table(rows, ["model", "chips", "plan", "precision", "TTFT ms", "tok/s/user", "total s"]))
+    print("\nMore: lpu simulate --help, lpu chips --help, lpu specs, lpu generate, and the notebooks (make lab).")
     return 0
 
 
