@@ -9,6 +9,17 @@ from IPython.display import display
 from . import hardware, models, plots, sram
 
 
+def _explorer(rows: list[list[w.Widget]], out: w.Output, update) -> w.VBox:
+    """Lay out rows of controls above ``out``, re-run ``update`` whenever a control changes, show it once."""
+    for row in rows:
+        for control in row:
+            control.observe(update, names="value")
+    update()
+    box = w.VBox([w.HBox(row) for row in rows] + [out])
+    display(box)
+    return box
+
+
 def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_tokens: int = 4096, batch: int = 1):
     """Model, precision, context and batch -> chips, racks and card cost (``notebooks/01_architecture.ipynb``)."""
     chip = hardware.get("lpu-v1")
@@ -33,12 +44,7 @@ def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_t
             plots.bytes_breakdown(n)
             plt.show()
 
-    for x in (model_w, prec_w, ctx_w, batch_w, reserve_w):
-        x.observe(update, names="value")
-    update()
-    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([ctx_w, batch_w, reserve_w]), out])
-    display(box)
-    return box
+    return _explorer([[model_w, prec_w], [ctx_w, batch_w, reserve_w]], out, update)
 
 
 def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens: int = 255, precision: str = "int8"):
@@ -65,12 +71,7 @@ def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens
             plots.gantt(tl, layers=(0, min(1, m.n_layers - 1)))
             plt.show()
 
-    for x in (model_w, prec_w, batch_w, ctx_w):
-        x.observe(update, names="value")
-    update()
-    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([batch_w, ctx_w]), out])
-    display(box)
-    return box
+    return _explorer([[model_w, prec_w], [batch_w, ctx_w]], out, update)
 
 
 def generate_box(engine, prompt: str = "ROMEO:", max_new_tokens: int = 120):
@@ -122,9 +123,4 @@ def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 
             plots.system_layout(r.plan)
             plt.show()
 
-    for x in (model_w, prec_w, chips_w, users_w):
-        x.observe(update, names="value")
-    update()
-    box = w.VBox([w.HBox([model_w, prec_w]), w.HBox([chips_w, users_w]), out])
-    display(box)
-    return box
+    return _explorer([[model_w, prec_w], [chips_w, users_w]], out, update)
