@@ -13,7 +13,7 @@ from . import hardware, models, sram
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "hardware", "models", "sram", "__version__"]
-_LAZY = ("graph", "schedule", "checkpoint", "kernels", "quant", "runtime", "plots", "widgets", "published")
+_LAZY = ("graph", "schedule", "shard", "sharded", "simulate", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published")
 
 
 def __getattr__(name):
