@@ -17,8 +17,8 @@ import time
 
 from tqdm import tqdm
 
-from lpu.simulate import simulate
 from lpu.sram import SRAMCapacityError
+from lpu.system import simulate
 
 
 def main(argv: list[str] | None = None) -> None:

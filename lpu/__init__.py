@@ -1,9 +1,8 @@
 """lpu: Groq's LPU (Tensor Streaming Processor) explained and quantified.
 
 ``lpu.hardware``, ``lpu.models`` and ``lpu.sram`` load at once; the rest
-(``lpu.graph``, ``lpu.schedule``, ``lpu.checkpoint``, ``lpu.kernels``,
-``lpu.runtime``, ``lpu.plots``, ``lpu.widgets``, ``lpu.published``) and
-``lpu.Engine`` load on first use, so the command line starts fast. See
+(``lpu.graph``, ``lpu.schedule``, ``lpu.shard``, ``lpu.system``, ...) and
+``lpu.Engine`` and ``lpu.simulate`` load on first use, so the command line starts fast. See
 ``README.md`` for the layout and ``notebooks/`` for the tour.
 """
 
@@ -12,8 +11,8 @@ import importlib
 from . import hardware, models, sram
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "hardware", "models", "sram", "__version__"]
-_LAZY = ("graph", "schedule", "shard", "sharded", "simulate", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published")
+__all__ = ["Engine", "simulate", "hardware", "models", "sram", "__version__"]
+_LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published")
 
 
 def __getattr__(name):
@@ -21,6 +20,10 @@ def __getattr__(name):
         from .runtime import Engine
 
         return Engine
+    if name == "simulate":  # lpu.simulate(...): the function of lpu.system
+        from .system import simulate
+
+        return simulate
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lpu' has no attribute {name!r}")

@@ -52,7 +52,7 @@ def tour(args) -> int:
     n16 = sram.chips_needed("llama2-70b", precision="fp16", context_tokens=TOUR_CONTEXT_TOKENS)
     print(f"\nGroq served Llama 2 70B on 576 chips ({576 // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
     print(f"more than 576 x {chip.sram_bytes / 1e6:.1f} MB = {576 * chip.sram_bytes / 1e9:.0f} GB. See notebooks/01_architecture.ipynb for the mix that fits.")
-    from .simulate import CALIBRATED, simulate  # the scheduler and planner load only here
+    from .system import CALIBRATED, simulate  # the scheduler and planner load only here
 
     print(f"\nSimulated on LPU systems (lpu.simulate; 1 user, prompt 550, output 150; op latency calibrated on Groq's Llama 2 70B, "
           f"{CALIBRATED.op_latency_cycles:,} cycles):")
@@ -116,7 +116,7 @@ def generate(args) -> int:
 
 
 def simulate_cmd(args) -> int:
-    from .simulate import simulate
+    from .system import simulate
 
     r = simulate(args.model, args.system, args.chips, args.precision, args.users, args.prompt_tokens, args.output_tokens, ranges=not args.no_ranges)
     d = r.as_dict()

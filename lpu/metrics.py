@@ -97,7 +97,7 @@ def total_response_time_s(ttft_s: float, output_speed_tok_s: float, n_tokens: in
 
 
 def artificial_analysis(result) -> dict[str, float]:
-    """ArtificialAnalysis' two headline numbers for a simulated `lpu.simulate.Result`.
+    """ArtificialAnalysis' two headline numbers for a simulated `lpu.system.Result`.
 
     ``output_speed_tok_s``: tokens per second one user receives while the
     model generates, after the first chunk (1 / ITL). ``latency_s``: time to

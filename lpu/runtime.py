@@ -254,10 +254,10 @@ class Engine:
         return sharded.forward(self.shards, self.plan, token, pos, self.logits, self.trace)
 
     def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
-        """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.simulate.token_times`` for several."""
+        """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.system.token_times`` for several."""
         if self.chips == 1:
             return simulated_times(self.config, prompt_tokens, new_tokens, self.chip, precision_sim)
-        from .simulate import token_times  # lpu.simulate imports the scheduler and planner: only when sharded
+        from .system import token_times  # lpu.simulate imports the scheduler and planner: only when sharded
 
         return np.asarray(token_times(self.config, self.chips, prompt_tokens, new_tokens, precision_sim), dtype=np.float64)
 
@@ -273,7 +273,7 @@ class Engine:
 
         ``t_sim_s`` is the simulated time of each token on the LPU system
         storing the weights at ``precision_sim``, from its static schedule
-        (see `simulated_times`; with chips > 1, ``lpu.simulate.token_times``).
+        (see `simulated_times`; with chips > 1, ``lpu.system.token_times``).
         """
         c = self.config
         if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:

@@ -17,7 +17,7 @@ Cost-model parameters (`CostParams`) each carry a source or a reason and a
 range; ``stream_efficiency`` and ``op_latency_cycles`` are the two free ones.
 The functions here default to the nominal values the architecture explains;
 ``lpu.simulate`` uses ``op_latency_cycles`` as fitted by ``scripts/calibrate.py``
-on the Groq Llama 2 70B anchor (``lpu.simulate.CALIBRATED``).
+on the Groq Llama 2 70B anchor (``lpu.system.CALIBRATED``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class CostParams:
     stream_efficiency: float = 1.0
     op_latency_cycles: int = 64
     prefetch_matmuls: int = 1
-    source: str = "reasons above; nominal values (lpu.simulate.CALIBRATED holds the fitted op_latency_cycles)"
+    source: str = "reasons above; nominal values (lpu.system.CALIBRATED holds the fitted op_latency_cycles)"
 
     RANGES = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 4000), "prefetch_matmuls": (0, 2)}  # allowed values
     PRIOR = {"stream_efficiency": (0.5, 1.0), "op_latency_cycles": (32, 200), "prefetch_matmuls": (0, 2)}  # from the architecture

@@ -100,7 +100,7 @@ def generate_box(engine, prompt: str = "ROMEO:", max_new_tokens: int = 120):
 
 def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 1, precision: str | None = None):
     """Model, precision, chips, users -> lpu.simulate's plan and speeds (``notebooks/04_sharding.ipynb``)."""
-    from .simulate import simulate
+    from .system import simulate
 
     model_w = w.Dropdown(options=[n for n in models.names() if not n.startswith("stories")], value=model, description="model")
     prec_w = w.Dropdown(options=[("highest that fits", None)] + [(p, p) for p in ("fp16", "fp16-int8ffn", "int8", "int4")], value=precision,

@@ -1,4 +1,4 @@
-"""Fit the simulator's one free parameter on the LPU calibration anchor, and print the result to record in lpu/simulate.py.
+"""Fit the simulator's one free parameter on the LPU calibration anchor, and print the result to record in lpu/system.py.
 
     .venv/bin/python scripts/calibrate.py
 
@@ -14,7 +14,7 @@ over whole cycles finds the fit. Every other published figure is a prediction.
 
 from __future__ import annotations
 
-from lpu import published, schedule, simulate
+from lpu import published, schedule, system
 
 ANCHOR = dict(system="lpu-v1", model="llama2-70b", metric="output_tokens_per_s", role="calibration")
 CONDITIONS = dict(chips=576, users=1, prompt_tokens=550, output_tokens=150)
@@ -22,7 +22,7 @@ CONDITIONS = dict(chips=576, users=1, prompt_tokens=550, output_tokens=150)
 
 def speed(latency_cycles: int) -> float:
     params = schedule.CostParams(op_latency_cycles=latency_cycles)
-    return simulate.simulate(ANCHOR["model"], chips=CONDITIONS["chips"], users=CONDITIONS["users"], prompt_tokens=CONDITIONS["prompt_tokens"],
+    return system.simulate(ANCHOR["model"], chips=CONDITIONS["chips"], users=CONDITIONS["users"], prompt_tokens=CONDITIONS["prompt_tokens"],
                              output_tokens=CONDITIONS["output_tokens"], params=params, ranges=False).output_tokens_per_s
 
 
@@ -40,7 +40,7 @@ def main() -> int:
           f"prompt {CONDITIONS['prompt_tokens']}, output {CONDITIONS['output_tokens']})")
     print(f"fitted op_latency_cycles = {fit} -> {speed(fit):.1f} tok/s (prior range from the architecture: {prior[0]}-{prior[1]} cycles; "
           f"nominal {schedule.CostParams().op_latency_cycles})")
-    print(f"record in lpu/simulate.py: CALIBRATED = schedule.CostParams(op_latency_cycles={fit})")
+    print(f"record in lpu/system.py: CALIBRATED = schedule.CostParams(op_latency_cycles={fit})")
     return 0
 
 

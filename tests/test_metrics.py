@@ -24,7 +24,7 @@ def test_e2e_and_total_response_time_formulas():
 
 @pytest.fixture(scope="module")
 def result():
-    from lpu.simulate import simulate
+    from lpu.system import simulate
 
     return simulate("llama2-7b", chips=64, precision="int8", ranges=False)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from lpu import cli, hardware, models, published, schedule, shard
-from lpu.simulate import CALIBRATED, simulate
 from lpu.sram import SRAMCapacityError, chips_needed
+from lpu.system import CALIBRATED, simulate
 
 CHIP = hardware.get("lpu-v1")
 
@@ -100,3 +100,12 @@ def test_cli_simulate_json(capsys):
     assert cli.main(["simulate", "--model", "llama2-7b", "--chips", "64", "--precision", "int8", "--json", "--no-ranges"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["chips"] == 64 and d["output_tokens_per_s"] > 0 and "ttft_s" in d and np.isfinite(d["itl_s"])
+
+
+def test_public_interface_of_design_md():
+    import lpu
+
+    r = lpu.simulate("llama2-7b", system="lpu-v1", chips=64, precision="int8", users=1, prompt_tokens=550, output_tokens=150, ranges=False)
+    assert callable(lpu.simulate) and r.chips == 64
+    for attr in ("ttft_s", "itl_s", "output_tokens_per_s", "system_tokens_per_s", "total_time_s", "chips"):
+        assert getattr(r, attr) > 0
