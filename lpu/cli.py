@@ -62,7 +62,12 @@ def tour(args) -> int:
         rows.append([name, f"{r.chips}", f"{r.plan.pp} stages x {r.plan.tp} TP", r.precision, f"{r.ttft_s * 1e3:.1f}",
                      f"{r.output_tokens_per_s:,.0f}", f"{r.total_time_s:.2f}"])
     print(_table(rows, ["model", "chips", "plan", "precision", "TTFT ms", "tok/s/user", "total s"]))
-    print("\nMore: lpu simulate --help, lpu chips --help, lpu specs, lpu generate, and the notebooks (make lab).")
+    from . import validation
+
+    v = validation.summary()
+    print(f"\nValidation (lpu bench): {v['rows']} published or measured figures the models were not fitted to; median |error| "
+          f"{v['median_abs_error']:.0%}, worst {v['worst_abs_error']:.0%} ({v['worst']}); {v['inside']} inside the predicted range.")
+    print("\nMore: lpu bench, lpu simulate --help, lpu chips --help, lpu specs, lpu generate, and the notebooks (make lab).")
     return 0
 
 
@@ -124,17 +129,35 @@ def simulate_cmd(args) -> int:
         print(json.dumps(d, indent=2))
         return 0
     rng = d["ranges"].get("output_tokens_per_s")
-    print(f"{r.model} on {r.plan.describe()}, {r.users} user(s), prompt {r.prompt_tokens}, output {r.output_tokens}")
+    print(f"{r.model} on {d['plan']}, {r.users} user(s), prompt {r.prompt_tokens}, output {r.output_tokens}")
     print(f"  time to first token {r.ttft_s * 1e3:.1f} ms; {r.output_tokens_per_s:,.0f} tok/s per user"
           f"{f' (range {rng[0]:,.0f}-{rng[1]:,.0f})' if rng else ''}; system {r.system_tokens_per_s:,.0f} tok/s; total {r.total_time_s:.3f} s")
     print("  decode step: " + ", ".join(f"{k} {v:.0%}" for k, v in r.breakdown().items()))
     return 0
 
 
+def bench(args) -> int:
+    from . import validation
+
+    df = validation.table()
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    rows = [[r.system, r.model, r.metric, "" if r.batch is None or r.batch != r.batch else f"{int(r.batch)}",
+             "" if r.tokens is None or r.tokens != r.tokens else f"{int(r.tokens)}", f"{r.published:.4g}", f"{r.predicted:.4g}",
+             f"{r.low:.3g}-{r.high:.3g}", f"{r.error:+.0%}", "yes" if r.inside else "no",
+             r.role + ("" if r.modelled else " (eager: not modelled)")] for r in df.itertuples()]
+    print(_table(rows, ["system", "model", "metric", "batch", "tokens", "published", "predicted", "range", "error", "in range", "role"]))
+    s = validation.summary(df)
+    print(f"\nvalidation rows the models describe: {s['rows']}; median |error| {s['median_abs_error']:.0%}; worst {s['worst_abs_error']:.0%} "
+          f"({s['worst']}); {s['inside']} of {s['rows']} inside the predicted range. Sources: data/published.csv.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
@@ -161,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"one of: {', '.join(models.names())}")
-    m.add_argument("--system", default="lpu-v1")
+    m.add_argument("--system", default="lpu-v1", help="lpu-v1, or a GPU: a100, h100, h200")
     m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
     m.add_argument("--users", type=int, default=1)
@@ -170,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=simulate_cmd)
+    b = sub.add_parser("bench", help="every published measurement against the simulators' prediction (lpu.validation)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=bench)
     return p
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Union
 
 MiB = 2**20
+GiB = 2**30
 GB = 1e9
 TB = 1e12
 
@@ -314,13 +315,15 @@ GROQ_RACK = RackSpec(
     source="ALCF GroqRack user guide (9 nodes = 72 chips, 8 compute + 1 spare); ISCA 2022 abstract (Dragonfly, 10,440 chips, < 3 us)",
 )
 
+# NVIDIA's "80 GB" and "141 GB" are binary gigabytes (GiB): nvidia-smi reports 81,559 MiB on an H100 80GB and
+# 143,771 MiB on an H200 (read on the lent devices during the scripts/measure_gpu.py runs, 2026-11-24).
 _A100 = "NVIDIA A100 Tensor Core GPU datasheet"
 _HOPPER = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (Hopper)"
-A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)")
-H100 = GPUSpec("h100", "80 GB HBM3", 80 * GB, 3.35 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 27_500.0, source=f"{_HOPPER} (SXM5)",
+A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GiB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)")
+H100 = GPUSpec("h100", "80 GB HBM3", 80 * GiB, 3.35 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 27_500.0, source=f"{_HOPPER} (SXM5)",
                sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k"),
                ranges=_pairs(price_usd=Range(25_000.0, 27_500.0, 30_000.0, "press and reseller prices, 2023-2024: $25-30k")))
-H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GB, 4.8 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 32_000.0,
+H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GiB, 4.8 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 32_000.0,
                source="MLCommons inference v4.1 system description JSON (H200 SXM); NVIDIA H200 product page",
                sources=_pairs(price_usd="press estimates, 2024: ~$32k"))
 

@@ -42,11 +42,12 @@ class Result:
     output_tokens: int
     ttft_s: float
     itl_s: float
-    plan: shard.Plan
-    decode: schedule.Timeline = field(repr=False)
-    prefill: schedule.Timeline = field(repr=False)
+    plan: shard.Plan | None  # None for GPU systems
+    decode: schedule.Timeline | None = field(repr=False)
+    prefill: schedule.Timeline | None = field(repr=False)
     candidates: list[dict] = field(default_factory=list, repr=False)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)  # GPU systems: shares of a decode step (lpu.gpu)
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -62,11 +63,12 @@ class Result:
         return self.ttft_s + (self.output_tokens - 1) * self.itl_s
 
     def breakdown(self) -> dict[str, float]:
-        """Where a decode step's critical path goes (streaming, compute, c2c, latency)."""
-        return self.decode.breakdown()
+        """Where a decode step's time goes (LPU: its critical path; GPU: the terms of `lpu.gpu`'s model)."""
+        return self.decode.breakdown() if self.decode is not None else dict(self.parts)
 
     def as_dict(self) -> dict:
-        return dict(model=self.model, system=self.system, chips=self.chips, precision=self.precision, plan=self.plan.describe(),
+        plan = self.plan.describe() if self.plan is not None else f"{self.chips} x {self.system} tensor parallel, {self.precision}"
+        return dict(model=self.model, system=self.system, chips=self.chips, precision=self.precision, plan=plan,
                     users=self.users, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens, ttft_s=self.ttft_s,
                     itl_s=self.itl_s, output_tokens_per_s=self.output_tokens_per_s, system_tokens_per_s=self.system_tokens_per_s,
                     total_time_s=self.total_time_s, breakdown=self.breakdown(),
@@ -123,8 +125,12 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     chips = None if chips == "auto" else chips
     if chips is not None and (not isinstance(chips, (int, np.integer)) or chips < 1):
         raise ValueError(f"chips must be a positive integer, 'auto' or None, got {chips!r}")
+    if isinstance(c, hardware.GPUSpec):
+        from . import gpu
+
+        return gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges)
     if not isinstance(c, hardware.ChipSpec):
-        raise ValueError(f"system {system!r} is not an LPU; LPU systems: lpu-v1")
+        raise ValueError(f"system {system!r} is not an LPU or a GPU; systems: lpu-v1, a100, h100, h200")
     for name, v in (("users", users), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")

@@ -26,7 +26,17 @@ def speed(latency_cycles: int) -> float:
                              output_tokens=CONDITIONS["output_tokens"], params=params, ranges=False).output_tokens_per_s
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    if "--gpu" in (sys.argv[1:] if argv is None else argv):
+        from lpu import gpu
+
+        row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
+        fit = gpu.fit_prefill_mfu(row.value, row.model, row.system, int(row.chips), row.precision, int(row.prompt_tokens))
+        print(f"anchor: {row.value} s to first token ({row.model}, {int(row.chips)} x {row.system}, {row.precision}, prompt {int(row.prompt_tokens)})")
+        print(f"fitted prefill_mfu = {fit}\nrecord in lpu/gpu.py: CALIBRATED = GPUParams(prefill_mfu={fit})")
+        return 0
     target = published.value(**ANCHOR)
     lo, hi = schedule.CostParams.RANGES["op_latency_cycles"]
     if not speed(hi) <= target <= speed(lo):

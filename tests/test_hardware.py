@@ -47,7 +47,7 @@ def test_stream_bandwidth_never_exceeds_published_sram_bandwidth():
 
 def test_gpus_and_racks():
     h100, h200, a100 = (hardware.get(n) for n in ("h100", "h200", "a100"))
-    assert h100.hbm_bandwidth_Bps == 3.35e12 and h200.memory_bytes == 141e9
+    assert h100.hbm_bandwidth_Bps == 3.35e12 and h200.memory_bytes == 141 * 2**30
     assert h200.peak_ops_per_s("fp8") == pytest.approx(2 * h200.peak_ops_per_s("bf16"), rel=1e-3)
     with pytest.raises(ValueError, match="no FP8"):
         a100.peak_ops_per_s("fp8")

@@ -89,8 +89,8 @@ def test_auto_chips_and_precision_and_errors():
     assert r.chips >= chips_needed("llama2-7b", CHIP, "int8", 700).chips  # never below the capacity bound
     with pytest.raises(SRAMCapacityError, match=r"chip \d+ \(stage"):
         simulate("llama2-70b", chips=64, precision="fp16", ranges=False)
-    with pytest.raises(ValueError, match="not an LPU"):
-        simulate("llama2-7b", system="h100")
+    with pytest.raises(ValueError, match="not an LPU or a GPU"):
+        simulate("llama2-7b", system="groqrack")
     with pytest.raises(ValueError, match="exceeds"):
         simulate("llama2-7b", prompt_tokens=4000, output_tokens=200)
     assert CALIBRATED.op_latency_cycles > schedule.CostParams.PRIOR["op_latency_cycles"][1]  # reported, not hidden

@@ -1,0 +1,65 @@
+import pytest
+
+import lpu
+from lpu import cli, gpu, graph, hardware, models, published, validation
+
+H100 = hardware.get("h100")
+
+
+@pytest.mark.parametrize("model, chips, precision, users", [("llama2-7b", 1, "bf16", 1), ("llama2-70b", 4, "fp8", 1),
+                                                             ("llama2-13b", 2, "bf16", 32), ("mixtral-8x7b", 8, "fp8", 4)])
+def test_gpu_never_beats_physical_bounds(model, chips, precision, users):
+    r = lpu.simulate(model, system="h100", chips=chips, precision=precision, users=users, prompt_tokens=512, output_tokens=64)
+    t = graph.decode(model, users, 512 + 32, precision).totals()
+    assert r.itl_s >= (t["weight_bytes"] + t["kv_bytes"]) / chips / H100.hbm_bandwidth_Bps
+    assert r.itl_s >= t["flops"] / chips / H100.peak_ops_per_s("fp8" if precision == "fp8" else "bf16")
+    pre = graph.prefill(model, 512, 0, precision).totals()
+    assert r.ttft_s >= pre["flops"] / chips / H100.peak_ops_per_s("fp8" if precision == "fp8" else "bf16")
+    lo, hi = r.ranges["itl_s"]
+    assert lo <= r.itl_s <= hi and r.plan is None and abs(sum(r.breakdown().values()) - 1) < 1e-9
+
+
+def test_calibration_anchor_is_reproduced_and_within_range():
+    row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
+    r = lpu.simulate(row.model, system="h100", chips=int(row.chips), precision=row.precision, prompt_tokens=int(row.prompt_tokens), output_tokens=1)
+    assert r.ttft_s == pytest.approx(row.value, rel=0.01)
+    lo, hi = gpu.GPUParams.RANGES["prefill_mfu"]
+    assert lo <= gpu.CALIBRATED.prefill_mfu <= hi
+
+
+def test_tensor_parallel_trades_streaming_for_nvlink():
+    one = lpu.simulate("llama2-13b", system="h100", chips=1, precision="bf16", ranges=False)
+    four = lpu.simulate("llama2-13b", system="h100", chips=4, precision="bf16", ranges=False)
+    assert four.itl_s < one.itl_s and four.breakdown()["nvlink"] > 0 == one.breakdown()["nvlink"]
+
+
+def test_capacity_choices_and_errors():
+    r = lpu.simulate("llama2-70b", system="h100", ranges=False)  # precision and chips chosen: the fewest GPUs at the highest fitting precision
+    assert (r.chips, r.precision) == (1, "fp8")
+    assert lpu.simulate("llama2-70b", system="h200", chips=1, precision="bf16", ranges=False).chips == 1  # measured to fit (data/published.csv)
+    with pytest.raises(ValueError, match="short by"):
+        lpu.simulate("llama2-70b", system="h100", chips=1, precision="bf16")
+    with pytest.raises(ValueError, match="no FP8"):
+        lpu.simulate("llama2-7b", system="a100", chips=1, precision="fp8")
+    with pytest.raises(ValueError, match="one of"):
+        lpu.simulate("llama2-7b", system="h100", chips=3)
+    with pytest.raises(ValueError, match="outside its range"):
+        gpu.GPUParams(hbm_efficiency=1.5)
+
+
+def test_validation_table_covers_every_published_row():
+    df = validation.table()
+    assert len(df) == len(published.table())
+    assert (df.predicted > 0).all() and (df.low <= df.predicted).all() and (df.predicted <= df.high).all()
+    cal = df[df.role == "calibration"]
+    assert (cal.error.abs() < 0.01).all()  # fitted rows reproduce
+    s = validation.summary(df)
+    assert s["rows"] == len(df[(df.role == "validation") & df.modelled]) and 0 <= s["inside"] <= s["rows"]
+    assert s["median_abs_error"] <= s["worst_abs_error"]
+    assert set(df.system) == {"lpu-v1", "h100", "h200"} and models.get("llama2-70b")
+
+
+def test_lpu_bench_prints_the_table(capsys):
+    assert cli.main(["bench"]) == 0
+    out = capsys.readouterr().out
+    assert "median |error|" in out and "calibration" in out and "h200" in out
