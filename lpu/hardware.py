@@ -115,6 +115,7 @@ class ChipSpec(_Sourced):
     source: str
     sources: tuple = ()
     ranges: tuple = ()
+    host_link_Bps: float = 0.0  # the card's link to its host, one direction
 
     # ---- derived (never retyped) ----------------------------------------------
     @property
@@ -218,6 +219,7 @@ class GPUSpec(_Sourced):
     source: str
     sources: tuple = ()
     ranges: tuple = ()
+    host_link_Bps: float = 0.0  # the GPU's link to its host, one direction
 
     def peak_ops_per_s(self, dtype: str = "bf16") -> float:
         if dtype in ("fp16", "bf16"):
@@ -230,6 +232,10 @@ class GPUSpec(_Sourced):
             return self.int8_ops_per_s
         raise ValueError(f"unknown dtype {dtype!r}; known: bf16, fp16, fp8, int8, int4")
 
+
+# PCI Express x16 links, one direction: transfer rate x 16 lanes x 128b/130b encoding (PCI-SIG base specifications 4.0 and 5.0).
+PCIE4_X16_Bps = 16e9 * 16 * 128 / 130 / 8  # 31.5 GB/s
+PCIE5_X16_Bps = 32e9 * 16 * 128 / 130 / 8  # 63.0 GB/s
 
 _ISCA20 = "ISCA 2020 (Abts et al., TSP)"
 LPU_V1 = ChipSpec(
@@ -259,6 +265,7 @@ LPU_V1 = ChipSpec(
     power_w=300.0,
     card_price_usd=20_000.0,
     card="GroqCard: PCIe Gen4 x16, one chip per card",
+    host_link_Bps=PCIE4_X16_Bps,
     source=_ISCA20,
     sources=_pairs(
         process=f"{_ISCA20}, abstract; SemiAnalysis 'Groq Inference Tokenomics', Feb 2024",
@@ -282,6 +289,7 @@ LPU_V1 = ChipSpec(
         c2c_hop_latency_s="SHIP §4.1: ~300 ns per synchronous, software-scheduled hop",
         card_price_usd="isopack blog, Feb 2024 (~$20,000, quantity 1)",
         card="ALCF GroqRack user guide",
+        host_link_Bps="PCIe Gen4 x16 (ALCF GroqRack user guide): 16 GT/s x 16 lanes, 128b/130b encoding (PCI-SIG PCIe 4.0)",
     ),
     ranges=_pairs(
         clock_hz=Range(900e6, 900e6, 1250e6, f"{_ISCA20} abstract: 900 MHz nominal; TechSpot Jan 2020: 1.25 GHz maximum in early marketing"),
@@ -319,13 +327,15 @@ GROQ_RACK = RackSpec(
 # 143,771 MiB on an H200 (read on the lent devices during the scripts/measure_gpu.py runs, 2026-11-24).
 _A100 = "NVIDIA A100 Tensor Core GPU datasheet"
 _HOPPER = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (Hopper)"
-A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GiB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)")
+A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GiB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)",
+               host_link_Bps=PCIE4_X16_Bps, sources=_pairs(host_link_Bps=f"{_A100}: PCIe Gen4"))
 H100 = GPUSpec("h100", "80 GB HBM3", 80 * GiB, 3.35 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 27_500.0, source=f"{_HOPPER} (SXM5)",
-               sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k"),
+               host_link_Bps=PCIE5_X16_Bps,
+               sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k", host_link_Bps=f"{_HOPPER}: PCIe Gen5"),
                ranges=_pairs(price_usd=Range(25_000.0, 27_500.0, 30_000.0, "press and reseller prices, 2023-2024: $25-30k")))
 H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GiB, 4.8 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 32_000.0,
                source="MLCommons inference v4.1 system description JSON (H200 SXM); NVIDIA H200 product page",
-               sources=_pairs(price_usd="press estimates, 2024: ~$32k"))
+               host_link_Bps=PCIE5_X16_Bps, sources=_pairs(price_usd="press estimates, 2024: ~$32k", host_link_Bps="NVIDIA H200 product page: PCIe Gen5"))
 
 Spec = Union[ChipSpec, NodeSpec, RackSpec, GPUSpec]
 REGISTRY: dict[str, Spec] = {s.name: s for s in (LPU_V1, GROQ_NODE, GROQ_RACK, A100, H100, H200)}

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import hardware
+from . import hardware, models
 from .hardware import ChipSpec, GPUSpec, Range
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -361,3 +361,33 @@ def cost_per_million_tokens_range_usd(system_spec, chips: int, system_tokens_per
 def cost_per_million_tokens_range_from(result, econ: Economics = Economics()) -> tuple[float, float, float]:
     """`cost_per_million_tokens_range_usd` for a simulated `Result`."""
     return cost_per_million_tokens_range_usd(result.system, result.chips, result.system_tokens_per_s, econ)
+
+
+# ---- many models: switching and adapters ------------------------------------------------
+
+
+def model_switch_s(result) -> float:
+    """Seconds to load a served model's weights from host memory onto its devices, every host link in parallel.
+
+    The fullest device's weights over its host link (``host_link_Bps``: PCIe
+    Gen4 x16 for a GroqCard, Gen5 x16 for an H100/H200); compiling the program
+    or engine for a new model is not included. Introduced in ``notebooks/06_benchmarks.ipynb``.
+    """
+    from . import shard
+
+    spec = _spec(result.system)
+    m = models.get(result.model)
+    if result.plan is not None:
+        per_device = max(s["weights"] for s in shard.chip_bytes(result.plan, 1, 0))
+    else:
+        per_device = m.weight_bytes(result.precision) / result.chips
+    return per_device / spec.host_link_Bps
+
+
+def lora_adapter_bytes(model, rank: int = 16, precision: str = "fp16") -> int:
+    """Bytes of one LoRA adapter of ``rank`` on every attention and FFN matrix (A: rank x d_in, B: d_out x rank)."""
+    m = models.get(model)
+    r = _count("rank", rank)
+    dims = [(m.dim, m.dim), (m.dim, m.kv_dim), (m.dim, m.kv_dim), (m.dim, m.dim)] + [(m.dim, m.hidden_dim), (m.hidden_dim, m.dim), (m.dim, m.hidden_dim)]
+    per_layer = sum(r * (d_in + d_out) for d_in, d_out in dims)
+    return int(m.n_layers * per_layer * models.DTYPE_BYTES[models.get_precision(precision).activations])

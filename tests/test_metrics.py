@@ -172,3 +172,20 @@ def test_bad_economics_and_latency_inputs_raise():
         metrics.total_response_time_s(-0.1, 100.0)
     with pytest.raises(ValueError, match="servers_per_rack"):
         metrics.racks("h100", 8, servers_per_rack=0)
+
+
+def test_model_switch_and_lora_adapter_bytes():
+    import lpu
+    from lpu import hardware, metrics, models, shard
+
+    r = lpu.simulate("llama2-7b", chips=64, precision="int8", ranges=False)
+    fullest = max(s["weights"] for s in shard.chip_bytes(r.plan, 1, 0))
+    assert metrics.model_switch_s(r) == pytest.approx(fullest / hardware.get("lpu-v1").host_link_Bps)
+    g = lpu.simulate("llama2-7b", system="h100", chips=2, precision="bf16", ranges=False)
+    assert metrics.model_switch_s(g) == pytest.approx(models.get("llama2-7b").weight_bytes("bf16") / 2 / hardware.get("h100").host_link_Bps)
+    m = models.get("llama2-7b")
+    per_layer_params = 16 * (4 * 2 * m.dim + 3 * (m.dim + m.hidden_dim))  # MHA: q, k, v, o are dim x dim
+    assert metrics.lora_adapter_bytes("llama2-7b", 16) == m.n_layers * per_layer_params * 2
+    assert metrics.lora_adapter_bytes("llama2-7b", 32) == 2 * metrics.lora_adapter_bytes("llama2-7b", 16)
+    with pytest.raises(ValueError):
+        metrics.lora_adapter_bytes("llama2-7b", 0)
