@@ -16,7 +16,6 @@ import argparse
 import time
 
 from lpu import graph, models, schedule
-from lpu.sram import chips_needed
 
 
 def best_of(repeats: int, fn, *args) -> tuple[float, object]:
@@ -37,8 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'model':13s} {'phase':8s} {'tokens':>6s} {'ops':>6s} {'graph ms':>9s} {'schedule ms':>12s} {'ops/s':>10s} {'step (sim)':>12s}")
     for name, phase, tokens, context in cases:
         m = models.get(name)
-        need = chips_needed(m, "lpu-v1", "int8", min(context + tokens, m.seq_len), 1 if phase == "prefill" else tokens)
-        chip = schedule.what_if_chip(need.total_bytes / (1 - need.reserve_fraction) * 1.01) if need.chips > 1 else "lpu-v1"
+        chip = schedule.one_chip_for(m, "int8", min(context + tokens, m.seq_len), 1 if phase == "prefill" else tokens)
         t_graph, g = best_of(args.repeats, graph.build, m, phase, tokens, context, "int8")
         t_sched, tl = best_of(args.repeats, schedule.schedule, g, chip)
         step = f"{tl.latency_s * 1e3:.3f} ms" if tl.latency_s > 1e-3 else f"{tl.latency_s * 1e6:.1f} us"

@@ -13,7 +13,7 @@ import sys
 from . import __version__, hardware, models, sram
 
 TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's training context)
-TOUR_SYSTEMS = [("llama2-70b", 576), ("mixtral-8x7b", 576), ("llama2-7b", 576), ("llama2-70b", None)]  # None: the fewest chips at fp16
+TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's published system size, and Llama 2 70B at the fewest chips
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -49,15 +49,19 @@ def tour(args) -> int:
     print(f"+ activations, with {sram.RESERVE_FRACTION.nominal:.0%} of each chip reserved; racks of {rack.chips} chips; cards at ${chip.card_price_usd:,.0f}")
     rows, header = _chips_rows(["fp16", "int8"], TOUR_CONTEXT_TOKENS, 1)
     print(_table(rows, header))
+    from . import published
+
+    groq = published.lpu_system_chips()
     n16 = sram.chips_needed("llama2-70b", precision="fp16", context_tokens=TOUR_CONTEXT_TOKENS)
-    print(f"\nGroq served Llama 2 70B on 576 chips ({576 // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
-    print(f"more than 576 x {chip.sram_bytes / 1e6:.1f} MB = {576 * chip.sram_bytes / 1e9:.0f} GB. See notebooks/01_architecture.ipynb for the mix that fits.")
+    print(f"\nGroq served Llama 2 70B on {groq} chips ({groq // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
+    print(f"more than {groq} x {chip.sram_bytes / 1e6:.1f} MB = {groq * chip.sram_bytes / 1e9:.0f} GB. "
+          "See notebooks/01_architecture.ipynb for the mix that fits.")
     from .system import CALIBRATED, simulate  # the scheduler and planner load only here
 
     print(f"\nSimulated on LPU systems (lpu.simulate; 1 user, prompt 550, output 150; op latency calibrated on Groq's Llama 2 70B, "
           f"{CALIBRATED.op_latency_cycles:,} cycles):")
     rows = []
-    for name, chips in TOUR_SYSTEMS:
+    for name, chips in [(m, groq) for m in TOUR_MODELS] + [("llama2-70b", None)]:
         r = simulate(name, chips=chips, ranges=False)
         rows.append([name, f"{r.chips}", f"{r.plan.pp} stages x {r.plan.tp} TP", r.precision, f"{r.ttft_s * 1e3:.1f}",
                      f"{r.output_tokens_per_s:,.0f}", f"{r.total_time_s:.2f}"])

@@ -46,3 +46,11 @@ def value(system: str, model: str, metric: str, role: str | None = None, **condi
     if len(rows) != 1:
         raise ValueError(f"expected one published row for {system}/{model}/{metric} {conditions or ''}, found {len(rows)}")
     return float(rows.value.iloc[0])
+
+
+def lpu_system_chips() -> int:
+    """Chips of the LPU system of the calibration row (Groq's early-2024 Llama 2 70B system: 576)."""
+    rows = table().query("system == 'lpu-v1' and role == 'calibration'")
+    if len(rows) != 1 or rows.chips.isna().any():
+        raise ValueError("data/published.csv needs exactly one lpu-v1 calibration row with its chip count")
+    return int(rows.chips.iloc[0])

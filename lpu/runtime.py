@@ -99,7 +99,7 @@ def simulated_times(model: models.ModelConfig, prompt_tokens: int, new_tokens: i
     np.ndarray of shape (new_tokens,): seconds from the request to each token.
     """
     c = hardware.get(chip)
-    schedule.schedule_decode(model, c, 1, min(prompt_tokens + new_tokens, model.seq_len) - 1, precision, params)  # capacity check
+    schedule.require_one_chip(model, c, precision, 1, min(prompt_tokens + new_tokens, model.seq_len))
     steps = [_step_s(model, c, "prefill", max(prompt_tokens, 1), precision, params)]
     for i in range(1, new_tokens):
         ctx = min(prompt_tokens + i - 1, model.seq_len - 1)

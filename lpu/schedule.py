@@ -275,7 +275,8 @@ def schedule(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: C
     return Timeline(g, c, params, start, end, unit_start, occ)
 
 
-def _fits_one_chip(model: models.ModelConfig, chip: hardware.ChipSpec, precision, batch: int, context: int) -> None:
+def require_one_chip(model: models.ModelConfig, chip: hardware.ChipSpec, precision, batch: int, context: int) -> None:
+    """Raise `lpu.sram.SRAMCapacityError` unless the model, ``batch`` KV caches of ``context`` and activations fit one chip."""
     from .sram import chips_needed
 
     need = chips_needed(model, chip, precision, min(context, model.seq_len), batch)
@@ -296,7 +297,7 @@ def schedule_decode(model, chip: hardware.ChipSpec | str = "lpu-v1", batch: int 
     """
     m, c = models.get(model), hardware.get(chip)
     if check_capacity:
-        _fits_one_chip(m, c, precision, batch, context_tokens + 1)
+        require_one_chip(m, c, precision, batch, context_tokens + 1)
     return schedule(graph.decode(m, batch, context_tokens, precision), c, params)
 
 
@@ -305,7 +306,7 @@ def schedule_prefill(model, chip: hardware.ChipSpec | str = "lpu-v1", prompt_tok
     """The static schedule of the prefill of a ``prompt_tokens`` prompt on one chip (time to first token)."""
     m, c = models.get(model), hardware.get(chip)
     if check_capacity:
-        _fits_one_chip(m, c, precision, 1, prompt_tokens)
+        require_one_chip(m, c, precision, 1, prompt_tokens)
     return schedule(graph.prefill(m, prompt_tokens, 0, precision), c, params)
 
 
@@ -314,6 +315,15 @@ def what_if_chip(sram_bytes: float, chip: hardware.ChipSpec | str = "lpu-v1") ->
     c = hardware.get(chip)
     words = math.ceil(sram_bytes / (c.mem_slices * c.word_bytes))
     return replace(c, name=f"{c.name}-whatif-{sram_bytes / 1e9:.0f}GB", mem_words_per_slice=max(words, c.mem_words_per_slice))
+
+
+def one_chip_for(model, precision="int8", context_tokens: int = 0, batch: int = 1, chip: hardware.ChipSpec | str = "lpu-v1") -> hardware.ChipSpec:
+    """``chip`` itself if the model fits it, else a what-if `chip` with just enough SRAM (1% to spare)."""
+    from .sram import chips_needed
+
+    c = hardware.get(chip)
+    need = chips_needed(model, c, precision, context_tokens, batch)
+    return c if need.chips == 1 else what_if_chip(need.total_bytes / (1 - need.reserve_fraction) * 1.01, c)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ reuse each streamed weight. Introduced in ``notebooks/04_sharding.ipynb``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -125,23 +125,23 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     chips = None if chips == "auto" else chips
     if chips is not None and (not isinstance(chips, (int, np.integer)) or chips < 1):
         raise ValueError(f"chips must be a positive integer, 'auto' or None, got {chips!r}")
+    for name, v in (("users", users), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if prompt_tokens + output_tokens > m.seq_len:
+        raise ValueError(f"prompt_tokens + output_tokens = {prompt_tokens + output_tokens} exceeds {m.name}'s context of {m.seq_len}")
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
 
         return gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges)
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"system {system!r} is not an LPU or a GPU; systems: lpu-v1, a100, h100, h200")
-    for name, v in (("users", users), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if prompt_tokens + output_tokens > m.seq_len:
-        raise ValueError(f"prompt_tokens + output_tokens = {prompt_tokens + output_tokens} exceeds {m.name}'s context of {m.seq_len}")
     context = prompt_tokens + output_tokens
     precisions = [precision] if precision is not None else list(PRECISION_ORDER)
     for p in precisions:
         models.get_precision(p)
     if chips is None:  # the smallest count at the given precision, or at the highest one (fp16)
-        plan_chips, plans = _smallest(m, precisions[:1], users, context, c)
+        plan_chips, plans = _smallest(m, precisions[0], users, context, c)
     else:
         plans, plan_chips = None, chips
         for p in precisions:
@@ -172,25 +172,19 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     return r
 
 
-def _smallest(m: models.ModelConfig, precisions: list[str], users: int, context: int, c: hardware.ChipSpec) -> tuple[int, list[shard.Plan]]:
-    """The fewest chips with a fitting plan, trying the precisions in order at each count."""
+def _smallest(m: models.ModelConfig, precision: str, users: int, context: int, c: hardware.ChipSpec) -> tuple[int, list[shard.Plan]]:
+    """The fewest chips, from the capacity bound up, with a plan that fits at ``precision``."""
     from .sram import chips_needed
 
-    start = min(chips_needed(m, c, p, min(context, m.seq_len), users).chips for p in precisions)
+    start = chips_needed(m, c, precision, min(context, m.seq_len), users).chips
     for n in range(start, 64 * start + 1):
-        for p in precisions:
-            try:
-                fitting = [pl for pl in shard.candidate_plans(m, n, p) if shard.fits(pl, users, context, c)]
-            except ValueError:
-                fitting = []
-            if fitting:
-                return n, fitting
+        try:
+            fitting = [pl for pl in shard.candidate_plans(m, n, precision) if shard.fits(pl, users, context, c)]
+        except ValueError:  # n cannot be cut into stages x tensor-parallel chips for this model
+            continue
+        if fitting:
+            return n, fitting
     raise ValueError(f"no plan up to {64 * start} chips fits {m.name}")
-
-
-def with_params(**changes) -> schedule.CostParams:
-    """`CALIBRATED` with some parameters changed (for sensitivity studies)."""
-    return replace(CALIBRATED, **changes)
 
 
 def token_times(model: str | models.ModelConfig, chips: int, prompt_tokens: int, new_tokens: int, precision: str | None = "int8",

@@ -19,8 +19,6 @@ import pandas as pd
 from . import models, published
 from .system import simulate
 
-DEFAULT_LPU_CHIPS = 576  # Groq's Llama 2 70B system of early 2024 (8 racks), for rows that name no chip count
-
 
 def _num(v, default=None):
     return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
@@ -30,7 +28,7 @@ def predict(row) -> tuple[float, float, float]:
     """(predicted, low, high) for one published row."""
     metric = row.metric
     lpu = row.system == "lpu-v1"
-    chips = int(_num(row.chips, DEFAULT_LPU_CHIPS if lpu else 1))
+    chips = int(_num(row.chips, published.lpu_system_chips() if lpu else 1))  # Groq's published system where a row names none
     users = int(_num(row.batch, 1))
     prompt = int(_num(row.prompt_tokens, 550))
     out = int(_num(row.output_tokens, 150 if metric != "total_time_s" else 100))

@@ -49,7 +49,7 @@ def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_t
 
 def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens: int = 255, precision: str = "int8"):
     """Model, batch, context -> the static schedule of a decode step: latency, breakdown, Gantt (``notebooks/02_scheduling.ipynb``)."""
-    from . import schedule, sram
+    from . import schedule
 
     model_w = w.Dropdown(options=models.names(), value=model, description="model")
     prec_w = w.Dropdown(options=["int8", "fp16", "fp16-int8ffn", "int4", "fp8"], value=precision, description="precision")
@@ -60,8 +60,7 @@ def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens
     def update(*_):
         m = models.get(model_w.value)
         ctx = min(ctx_w.value, m.seq_len - 1)
-        need = sram.chips_needed(m, "lpu-v1", prec_w.value, ctx + 1, batch_w.value)
-        chip = hardware.get("lpu-v1") if need.chips == 1 else schedule.what_if_chip(need.total_bytes / (1 - need.reserve_fraction) * 1.01)
+        chip = schedule.one_chip_for(m, prec_w.value, ctx + 1, batch_w.value)
         tl = schedule.schedule_decode(m, chip, batch_w.value, ctx, prec_w.value)
         with out:
             out.clear_output(wait=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from lpu import published, schedule, system
 
 ANCHOR = dict(system="lpu-v1", model="llama2-70b", metric="output_tokens_per_s", role="calibration")
-CONDITIONS = dict(chips=576, users=1, prompt_tokens=550, output_tokens=150)
+CONDITIONS = dict(chips=published.lpu_system_chips(), users=1, prompt_tokens=550, output_tokens=150)
 
 
 def speed(latency_cycles: int) -> float:

@@ -5,8 +5,9 @@ A Llama-architecture decoder with RANDOM bf16 weights (timing does not depend
 on the weight values) is run in plain PyTorch: RMSNorm, RoPE, grouped-query
 attention through ``scaled_dot_product_attention`` with a preallocated static
 KV cache, a SwiGLU FFN, and the classifier on the last position. Model shapes
-come from ``lpu/models.py`` (loaded directly, without importing the rest of
-the package).
+come from ``lpu.models`` and the CSV columns from ``lpu.published`` (importing
+``lpu`` loads only numpy-based modules, so this runs where only torch, numpy
+and pandas are installed).
 
 Measured, per model:
 
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
-import importlib.util
 import statistics
 import sys
 import time
@@ -58,18 +58,12 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = ["system", "model", "metric", "value", "unit", "precision", "chips", "batch", "prompt_tokens",
-          "output_tokens", "conditions", "date", "source", "role"]
+sys.path.insert(0, str(ROOT))  # a checkout, installed or not; `import lpu` loads only numpy-based modules
+from lpu import models as lpu_models  # noqa: E402
+from lpu import published  # noqa: E402
+
+HEADER = published.COLUMNS
 DATE = "2026-11-24"
-
-
-def load_models_module():
-    """Load lpu/models.py alone (the rest of the package may need numba or be mid-edit)."""
-    spec = importlib.util.spec_from_file_location("lpu_models", ROOT / "lpu" / "models.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["lpu_models"] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ---------------------------------------------------------------------------
@@ -491,13 +485,17 @@ def run_step_times(args, names, cfgs, device, dtype, gpu):
                              "step": i, "latency_s": f"{t:.5g}", "gpu": gpu, "torch_version": torch.__version__,
                              "date": DATE})
     if args.step_times_out:
-        Path(args.step_times_out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.step_times_out, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=STEP_HEADER, lineterminator="\n")
-            wr.writeheader()
-            wr.writerows(rows)
-        print(f"wrote {len(rows)} rows to {args.step_times_out}")
+        write_csv(args.step_times_out, STEP_HEADER, rows)
     return rows
+
+
+def write_csv(path: str, header: list[str], rows: list[dict]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
+        wr.writeheader()
+        wr.writerows(rows)
+    print(f"wrote {len(rows)} rows to {path}")
 
 
 def check_consistency(model: Llama, T: int, device: str):
@@ -535,7 +533,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.prompts = [int(p) for p in args.prompts.split(",") if p]
-    mm = load_models_module()
+    mm = lpu_models
 
     if args.step_times_out and not args.step_times:
         ap.error("--step-times-out needs --step-times N")
@@ -588,13 +586,7 @@ def main(argv=None):
     print(f"copy bandwidth: {copy_bw / 1e9:,.0f} GB/s")
 
     if args.out:
-        rows = csv_rows(results, gpu, copy_bw, args.context, "bf16" if dtype == torch.bfloat16 else "fp32")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=HEADER, lineterminator="\n")
-            wr.writeheader()
-            wr.writerows(rows)
-        print(f"wrote {len(rows)} rows to {args.out}")
+        write_csv(args.out, HEADER, csv_rows(results, gpu, copy_bw, args.context, "bf16" if dtype == torch.bfloat16 else "fp32"))
     return results
 
 
