@@ -24,7 +24,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[notebooks,dev]"
+	$(PY) -m pip install -e ".[notebooks,dev,voice]"
 	touch $(STAMP)
 
 clean:

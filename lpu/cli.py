@@ -158,10 +158,27 @@ def bench(args) -> int:
     return 0
 
 
+def voice_cmd(args) -> int:
+    from . import voice
+
+    stages = voice.Stages() if args.silence_ms is None else voice.Stages().fixed(silence_timer_s=args.silence_ms / 1e3)
+    df = voice.compare(args.profile or voice.KNOWN, stages, n=args.samples, search=args.search)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    print(f"Voice-to-voice delay (end of the user's speech -> first answer audio), {args.samples:,} Monte Carlo turns over the stage ranges"
+          f"{' with a web search first' if args.search else ''}; human turn gap ~{voice.HUMAN_TURN_GAP_S.nominal * 1e3:.0f} ms")
+    rows = [[r.llm, f"{r.ttft_s * 1e3:,.0f}", f"{r.output_tokens_per_s:,.0f}", f"{r.p10_s:.2f}", f"{r.p50_s:.2f}", f"{r.p90_s:.2f}",
+             f"{r.llm_share:.0%}"] for r in df.itertuples()]
+    print(_table(rows, ["LLM", "TTFT ms", "tok/s", "p10 s", "p50 s", "p90 s", "LLM share"]))
+    print("Model: lpu.voice (stage sources: lpu.voice.Stages); measured pipeline with real audio: notebooks/05_realtime_voice_latency.ipynb")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
@@ -200,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="every published measurement against the simulators' prediction (lpu.validation)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=bench)
+    v = sub.add_parser("voice", help="voice-to-voice delay of a voice agent per LLM profile (lpu.voice)")
+    v.add_argument("--profile", action="append", help="repeatable; default: all of lpu.voice.KNOWN")
+    v.add_argument("--silence-ms", type=float, default=None, help="fix the VAD silence timer (default: over its 200-800 ms range)")
+    v.add_argument("--search", action="store_true", help="a web search before the LLM (the seed's search-augmented answer)")
+    v.add_argument("--samples", type=int, default=10_000)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=voice_cmd)
     return p
 
 

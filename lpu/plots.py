@@ -171,3 +171,114 @@ def system_layout(plan, ax=None):
     ax.set_axis_off()
     ax.set_title(f"{plan.model.name}: {plan.describe()} (colour = pipeline stage; rows = nodes of {per_node} chips)", fontsize=10)
     return ax
+
+
+# ---- real-time voice (notebooks/05_realtime_voice_latency.ipynb) ----------------------------------------------------
+
+STAGE_COLOURS = {"network": "#bdbdbd", "VAD": "#7570b3", "ASR": "#1b9e77", "search": "#e6ab02", "LLM": "#d95f02", "TTS": "#e7298a",
+                 "playback": "#66a61e"}
+
+
+def _human_gap(ax, vertical: bool = True):
+    from .voice import HUMAN_TURN_GAP_S
+
+    gap = HUMAN_TURN_GAP_S.nominal
+    (ax.axvline if vertical else ax.axhline)(gap, color="k", ls="--", lw=1, label=f"human turn gap ~{gap * 1e3:.0f} ms")
+
+
+_SHORT = {"VAD silence timer": "VAD", "ASR final transcript": "ASR", "web search": "search", "network to/from LLM": "net",
+          "LLM time to first token": "TTFT", "LLM first sentence": "1st sentence", "TTS first audio": "TTS", "network down + playout buffer": "net+buf"}
+
+
+def voice_waterfall(turns: dict, ax=None):
+    """One lane per LLM profile: the stages of a turn end to end up to the first answer audio (``turns``: label -> `lpu.voice.Turn`)."""
+    ax = _ax(ax, (11, 0.7 * len(turns) + 1.6))
+    xmax = max(t.voice_to_voice_s for t in turns.values()) * 1.22
+    seen = set()
+    for row, t in enumerate(turns.values()):
+        df = t.stages()
+        df = df[~df.stage.str.contains("overlaps|playing")]
+        for s in df.itertuples():
+            ax.barh(row, s.duration_s, left=s.start_s, color=STAGE_COLOURS[s.kind], edgecolor="white", lw=0.5,
+                    label=None if s.kind in seen else s.kind)
+            seen.add(s.kind)
+            if s.duration_s > 0.045 * xmax:
+                ax.text(s.start_s + s.duration_s / 2, row, _SHORT.get(s.stage, s.stage), ha="center", va="center", fontsize=7)
+        ax.text(t.voice_to_voice_s + 0.02, row, f"{t.voice_to_voice_s * 1e3:,.0f} ms (LLM {t.llm_share():.0%})", va="center", fontsize=8)
+    _human_gap(ax)
+    ax.set_yticks(range(len(turns)), list(turns))
+    ax.invert_yaxis()
+    ax.set_xlim(0, xmax)
+    ax.set(xlabel="seconds since the user stopped speaking", title="One voice turn per LLM: what the user waits for")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.grid(axis="y", visible=False)
+    return ax
+
+
+def voice_gantt(stages: pd.DataFrame, ax=None, title: str = "", xmax: float | None = None):
+    """Gantt of one turn's stages, one row each (``stages``: columns stage, start_s, end_s and kind or how); overlapping work shows.
+
+    The window ends at ``xmax`` (default: a little after the last stage that is not the answer playing)."""
+    ax = _ax(ax, (10, 0.35 * len(stages) + 1.2))
+    if xmax is None:
+        xmax = 1.3 * stages[~stages.stage.str.contains("playing|playout of")].end_s.max()
+    kinds = stages["kind"] if "kind" in stages else ["LLM" if "LLM" in s else next((k for k in STAGE_COLOURS if k in s), "network") for s in stages.stage]
+    for row, (s, kind) in enumerate(zip(stages.itertuples(), kinds)):
+        ax.barh(row, s.end_s - s.start_s, left=s.start_s, color=STAGE_COLOURS.get(kind, "#999999"))
+        ax.text(min(s.end_s, xmax * 0.9) + 0.01, row, f"{(s.end_s - s.start_s) * 1e3:,.0f} ms", va="center", fontsize=7)
+    ax.set_yticks(range(len(stages)), list(stages.stage))
+    ax.invert_yaxis()
+    _human_gap(ax)
+    ax.set(xlabel="seconds since the user stopped speaking", title=title, xlim=(0, xmax))
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", visible=False)
+    return ax
+
+
+def voice_distribution(dists: list, ax=None):
+    """Cumulative distribution of the voice-to-voice delay per LLM profile (`lpu.voice.Distribution`s), p50 and p90 marked."""
+    from .voice import PUBLISHED_MEDIANS_S
+
+    ax = _ax(ax, (9, 4))
+    df = pd.concat([pd.DataFrame({"voice-to-voice s": d.voice_to_voice_s, "LLM": d.llm.name}) for d in dists])
+    sns.ecdfplot(data=df, x="voice-to-voice s", hue="LLM", ax=ax)
+    ax.axhline(0.5, color="grey", lw=0.5)
+    ax.axhline(0.9, color="grey", lw=0.5)
+    for i, (name, r) in enumerate(PUBLISHED_MEDIANS_S.items()):
+        y = 0.5 + 0.06 * (i + 1)
+        ax.plot([r.low, r.high], [y, y], color="k", lw=3, marker="|")
+        ax.text(r.low - 0.03, y, f"published median: {name}", ha="right", va="center", fontsize=7)
+    _human_gap(ax)
+    ax.legend(ax.get_legend().legend_handles, [t.get_text() for t in ax.get_legend().texts], fontsize=8, loc="lower right", title="LLM")
+    ax.set(ylabel="share of turns", xlim=(0, None), title="Voice-to-voice delay over the stage ranges")
+    return ax
+
+
+def voice_sensitivity(df: pd.DataFrame, ax=None, title: str = ""):
+    """Tornado: the delay with each stage at its low and high end, others nominal (`lpu.voice.sensitivity`)."""
+    ax = _ax(ax, (7, 0.35 * len(df) + 1.2))
+    nominal = float(df.nominal_s.iloc[0])
+    for row, s in enumerate(df.itertuples()):
+        ax.barh(row, s.low_s - nominal, left=nominal, color="#1b9e77")
+        ax.barh(row, s.high_s - nominal, left=nominal, color="#d95f02")
+    ax.axvline(nominal, color="k", lw=1)
+    ax.set_yticks(range(len(df)), list(df.stage))
+    ax.invert_yaxis()
+    ax.set(xlabel="voice-to-voice s (green: stage at its low end, orange: high end)", title=title or f"What dominates (nominal {nominal:.2f} s)")
+    return ax
+
+
+def voice_sweeps(df: pd.DataFrame, axes=None):
+    """Voice-to-voice delay against each swept parameter, one panel per parameter, one line per LLM (`lpu.voice.sweep` rows)."""
+    params = list(dict.fromkeys(df.parameter))
+    if axes is None:
+        _, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), sharey=True)
+    for ax, p in zip(np.atleast_1d(axes), params):
+        sns.lineplot(data=df[df.parameter == p], x="value", y="voice_to_voice_s", hue="llm", ax=ax, legend=p == params[-1])
+        if p == "output_tokens_per_s":
+            ax.set_xscale("log")
+        _human_gap(ax, vertical=False)
+        ax.set(xlabel=p, ylabel="voice-to-voice s")
+    if params:
+        np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper right")
+    return axes

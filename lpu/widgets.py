@@ -123,3 +123,37 @@ def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 
             plt.show()
 
     return _explorer([[model_w, prec_w], [chips_w, users_w]], out, update)
+
+
+def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
+    """Stage settings -> one voice turn per LLM profile and their p50/p90 delay (``notebooks/05_realtime_voice_latency.ipynb``)."""
+    from . import voice
+
+    s = voice.Stages()
+
+    def slider(name, value, hi, step=0.01):
+        r = getattr(s, name)
+        return w.FloatSlider(value=value if value is not None else r.nominal, min=0.0, max=hi, step=step, description=name.removesuffix("_s"),
+                             continuous_update=False, style={"description_width": "initial"})
+
+    silence_w = slider("silence_timer_s", silence_timer_s, 1.2)
+    asr_w = slider("asr_final_s", None, 1.0)
+    tts_w = slider("tts_first_audio_s", None, 0.5)
+    net_w = slider("network_hop_s", None, 0.2, 0.005)
+    first_w = w.IntSlider(value=int(s.first_sentence_tokens.nominal), min=1, max=60, description="first sentence tokens", continuous_update=False,
+                          style={"description_width": "initial"})
+    search_w = w.Checkbox(value=search, description="web search first")
+    out = w.Output()
+
+    def update(*_):
+        stages = s.fixed(silence_timer_s=silence_w.value, asr_final_s=asr_w.value, tts_first_audio_s=tts_w.value, network_hop_s=net_w.value,
+                         first_sentence_tokens=first_w.value)
+        with out:
+            out.clear_output(wait=True)
+            turns = {voice.llm_timing(p).name: voice.turn(p, stages, search=search_w.value) for p in voice.KNOWN}
+            spread = voice.compare(stages=voice.Stages().fixed(silence_timer_s=silence_w.value), n=4000, search=search_w.value)
+            print(f"silence timer {silence_w.value:.2f} s, other stages over their ranges: " + "; ".join(f"{r.llm} p50 {r.p50_s:.2f} s, p90 {r.p90_s:.2f} s" for r in spread.itertuples()))
+            plots.voice_waterfall(turns)
+            plt.show()
+
+    return _explorer([[silence_w, asr_w, tts_w], [net_w, first_w, search_w]], out, update)

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lpu import cli, sram
 
 
@@ -36,3 +38,14 @@ def test_python_dash_m_and_help():
         assert sub in r.stdout
     r = subprocess.run([sys.executable, "-m", "lpu", "specs", "h100"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "3350000000000" in r.stdout
+
+
+def test_voice_matches_the_library(capsys):
+    from lpu import voice
+
+    assert cli.main(["voice", "--profile", "lpu-llama2-70b", "--profile", "hosted-api", "--samples", "2000", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["profile"] for r in rows] == ["lpu-llama2-70b", "hosted-api"]
+    assert rows[0]["p50_s"] == pytest.approx(voice.monte_carlo("lpu-llama2-70b", n=2000).p50_s, rel=1e-9)
+    assert cli.main(["voice", "--profile", "gpt-5"]) == 2
+    assert "known: lpu-llama2-70b" in capsys.readouterr().err
