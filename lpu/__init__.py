@@ -12,7 +12,8 @@ from . import hardware, models, sram
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "simulate", "hardware", "models", "sram", "__version__"]
-_LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published")
+_LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published",
+         "voice", "speech")
 
 
 def __getattr__(name):

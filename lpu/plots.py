@@ -216,15 +216,14 @@ def voice_waterfall(turns: dict, ax=None):
 
 
 def voice_gantt(stages: pd.DataFrame, ax=None, title: str = "", xmax: float | None = None):
-    """Gantt of one turn's stages, one row each (``stages``: columns stage, start_s, end_s and kind or how); overlapping work shows.
-
-    The window ends at ``xmax`` (default: a little after the last stage that is not the answer playing)."""
+    """Gantt of one turn's stages, one row each (``stages``: columns stage, start_s, end_s, kind, as `lpu.voice.Turn.stages` and
+    `lpu.speech.MeasuredTurn.stages` give them); overlapping work shows. The window ends at ``xmax`` (default: a little
+    after the last stage before the answer plays)."""
     ax = _ax(ax, (10, 0.35 * len(stages) + 1.2))
     if xmax is None:
-        xmax = 1.3 * stages[~stages.stage.str.contains("playing|playout of")].end_s.max()
-    kinds = stages["kind"] if "kind" in stages else ["LLM" if "LLM" in s else next((k for k in STAGE_COLOURS if k in s), "network") for s in stages.stage]
-    for row, (s, kind) in enumerate(zip(stages.itertuples(), kinds)):
-        ax.barh(row, s.end_s - s.start_s, left=s.start_s, color=STAGE_COLOURS.get(kind, "#999999"))
+        xmax = 1.3 * stages[stages.kind != "playback"].end_s.max()
+    for row, s in enumerate(stages.itertuples()):
+        ax.barh(row, s.end_s - s.start_s, left=s.start_s, color=STAGE_COLOURS[s.kind])
         ax.text(min(s.end_s, xmax * 0.9) + 0.01, row, f"{(s.end_s - s.start_s) * 1e3:,.0f} ms", va="center", fontsize=7)
     ax.set_yticks(range(len(stages)), list(stages.stage))
     ax.invert_yaxis()

@@ -152,7 +152,8 @@ def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
             out.clear_output(wait=True)
             turns = {voice.llm_timing(p).name: voice.turn(p, stages, search=search_w.value) for p in voice.KNOWN}
             spread = voice.compare(stages=voice.Stages().fixed(silence_timer_s=silence_w.value), n=4000, search=search_w.value)
-            print(f"silence timer {silence_w.value:.2f} s, other stages over their ranges: " + "; ".join(f"{r.llm} p50 {r.p50_s:.2f} s, p90 {r.p90_s:.2f} s" for r in spread.itertuples()))
+            print(f"silence timer {silence_w.value:.2f} s, other stages over their ranges:")
+            print("\n".join(f"  {r.llm}: p50 {r.p50_s:.2f} s, p90 {r.p90_s:.2f} s" for r in spread.itertuples()))
             plots.voice_waterfall(turns)
             plt.show()
 
