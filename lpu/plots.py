@@ -229,7 +229,7 @@ def voice_gantt(stages: pd.DataFrame, ax=None, title: str = "", xmax: float | No
     ax.invert_yaxis()
     _human_gap(ax)
     ax.set(xlabel="seconds since the user stopped speaking", title=title, xlim=(0, xmax))
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", visible=False)
     return ax
 
