@@ -91,7 +91,7 @@ def test_llm_stage_comes_from_lpu_simulate():
 
 def test_compare_profiles_and_what_dominates():
     df = voice.compare(n=2000)
-    assert list(df.profile) == voice.KNOWN
+    assert tuple(df.profile) == voice.KNOWN
     assert (df.p10_s <= df.p50_s).all() and (df.p50_s <= df.p90_s).all()
     by = df.set_index("profile")
     assert by.loc["lpu-llama2-70b", "p50_s"] < by.loc["hosted-api", "p50_s"]
