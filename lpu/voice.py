@@ -111,7 +111,7 @@ class LLMTiming:
 
 @dataclass(frozen=True)
 class LLMProfile:
-    """A model served on a system, timed by `lpu.simulate` (chips=None: the published LPU system, 576 chips)."""
+    """A model served on a system, timed by `lpu.simulate` (chips=None: the published LPU system); ``{chips}`` in the label is filled in."""
 
     label: str
     model: str
@@ -123,7 +123,7 @@ class LLMProfile:
 
 
 PROFILES = {
-    "lpu-llama2-70b": LLMProfile("Groq LPU x576, Llama 2 70B", "llama2-70b", "lpu-v1"),
+    "lpu-llama2-70b": LLMProfile("Groq LPU x{chips}, Llama 2 70B", "llama2-70b", "lpu-v1"),
     "8xh100-llama2-70b": LLMProfile("8xH100, Llama 2 70B fp8", "llama2-70b", "h100", 8, "fp8"),
     "8xh100-llama2-70b-64users": LLMProfile("8xH100, Llama 2 70B fp8, 64 users", "llama2-70b", "h100", 8, "fp8", users=64),
     "h100-llama3-8b": LLMProfile("1xH100, Llama 3 8B", "llama3-8b", "h100", 1),
@@ -151,7 +151,7 @@ def _simulated(p: LLMProfile, prompt_tokens: int, output_tokens: int) -> LLMTimi
         over = "hardware corners" if p.system.startswith("lpu") else "un-fitted GPU parameters"
         return Range(min(lo, nominal), nominal, max(hi, nominal), f"{src}; range over {over}")
 
-    return LLMTiming(p.label, rng("ttft_s", r.ttft_s), rng("itl_s", r.itl_s), p.hops, src)
+    return LLMTiming(p.label.format(chips=chips), rng("ttft_s", r.ttft_s), rng("itl_s", r.itl_s), p.hops, src)
 
 
 def llm_timing(profile: str | LLMProfile | LLMTiming = "lpu-llama2-70b", prompt_tokens: int = 550, output_tokens: int = 150) -> LLMTiming:
@@ -347,41 +347,37 @@ def compare(profiles=KNOWN, stages: Stages = Stages(), n: int = 10_000, seed: in
 # ---- what dominates -----------------------------------------------------------------------------------------
 
 
+def _varied(timing: LLMTiming, stages: Stages, parameter: str, value: float) -> tuple[LLMTiming, Stages]:
+    """``timing`` and ``stages`` with one parameter set by hand: a stage name, ``ttft_s``, ``itl_s`` or ``output_tokens_per_s``."""
+    if parameter == "ttft_s":
+        return timing.fixed(ttft_s=value), stages
+    if parameter in ("itl_s", "output_tokens_per_s"):
+        return timing.fixed(output_tokens_per_s=1 / value if parameter == "itl_s" else value), stages
+    if parameter in Stages.names():
+        return timing, stages.fixed(**{parameter: value})
+    raise ValueError(f"unknown parameter {parameter!r}; known: {', '.join(Stages.names())}, ttft_s, itl_s, output_tokens_per_s")
+
+
 def sensitivity(llm: str | LLMProfile | LLMTiming = "lpu-llama2-70b", stages: Stages = Stages(), answer_tokens: int = 60,
                 search: bool = False, prompt_tokens: int = 550) -> pd.DataFrame:
     """Voice-to-voice delay with one stage at its low and high end, the others nominal (a tornado), largest swing first."""
     timing = llm_timing(llm, prompt_tokens, answer_tokens)
     nominal = turn(timing, stages, answer_tokens=answer_tokens, search=search).voice_to_voice_s
     rows = []
-    names = [n for n in Stages.names() if search or n != "search_s"]
-    for name in names + ["ttft_s", "itl_s"]:
-        ends = []
-        for corner in ("low", "high"):
-            if name in ("ttft_s", "itl_s"):
-                r = getattr(timing, name).at(corner)
-                t = dataclasses.replace(timing, **{name: Range(r, r, r, "corner")})
-                ends.append(turn(t, stages, answer_tokens=answer_tokens, search=search).voice_to_voice_s)
-            else:
-                ends.append(turn(timing, stages.fixed(**{name: getattr(stages, name).at(corner)}), answer_tokens=answer_tokens,
-                                 search=search).voice_to_voice_s)
-        rows.append(dict(stage=name, low_s=ends[0], high_s=ends[1], swing_s=abs(ends[1] - ends[0]), nominal_s=nominal))
+    for name in [n for n in Stages.names() if search or n != "search_s"] + ["ttft_s", "itl_s"]:
+        r = getattr(timing if name in ("ttft_s", "itl_s") else stages, name)
+        low, high = (turn(*_varied(timing, stages, name, r.at(c)), answer_tokens=answer_tokens, search=search).voice_to_voice_s for c in ("low", "high"))
+        rows.append(dict(stage=name, low_s=low, high_s=high, swing_s=abs(high - low), nominal_s=nominal))
     return pd.DataFrame(rows).sort_values("swing_s", ascending=False, ignore_index=True)
 
 
 def sweep(llm: str | LLMProfile | LLMTiming, parameter: str, values, stages: Stages = Stages(), answer_tokens: int = 60,
           prompt_tokens: int = 550) -> pd.DataFrame:
-    """Nominal voice-to-voice delay as one parameter varies: a stage name, ``"ttft_s"`` or ``"output_tokens_per_s"``."""
+    """Nominal voice-to-voice delay as one parameter varies: a stage name, ``"ttft_s"``, ``"itl_s"`` or ``"output_tokens_per_s"``."""
     timing = llm_timing(llm, prompt_tokens, answer_tokens)
     rows = []
     for v in values:
-        if parameter == "ttft_s":
-            t = turn(timing.fixed(ttft_s=v), stages, answer_tokens=answer_tokens)
-        elif parameter == "output_tokens_per_s":
-            t = turn(timing.fixed(output_tokens_per_s=v), stages, answer_tokens=answer_tokens)
-        elif parameter in Stages.names():
-            t = turn(timing, stages.fixed(**{parameter: v}), answer_tokens=answer_tokens)
-        else:
-            raise ValueError(f"unknown parameter {parameter!r}; known: {', '.join(Stages.names())}, ttft_s, output_tokens_per_s")
+        t = turn(*_varied(timing, stages, parameter, v), answer_tokens=answer_tokens)
         rows.append(dict(llm=timing.name, parameter=parameter, value=float(v), voice_to_voice_s=t.voice_to_voice_s, stall_s=t.stall_s))
     return pd.DataFrame(rows)
 
@@ -411,7 +407,7 @@ def search_answer(llm: str | LLMProfile | LLMTiming = "lpu-llama2-70b", words: i
     first_s = search_s + timing.ttft_s.nominal
     last_s = first_s + (tokens - 1) * timing.itl_s.nominal
     left_s = SEED_SEARCH_TOTAL_S - first_s
-    words_in_budget = max(0.0, (np.floor(left_s / timing.itl_s.nominal) + 1) / TOKENS_PER_WORD) if left_s >= 0 else 0.0
+    words_in_budget = (np.floor(left_s / timing.itl_s.nominal) + 1) / TOKENS_PER_WORD if left_s >= 0 else 0.0
     needed = (tokens - 1) / left_s if left_s > 0 else float("inf")
     voice = turn(timing, stages.fixed(search_s=search_s), answer_tokens=tokens, search=True)
     return dict(llm=timing.name, words=words, tokens=tokens, search_s=search_s, text_first_s=first_s, text_last_s=last_s,
