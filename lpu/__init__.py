@@ -7,8 +7,13 @@
 """
 
 import importlib
+from importlib.resources import files
+from pathlib import Path
 
-from . import hardware, models, sram
+# the package's data (bundled model, published figures, measured GPU step times) ships inside it, in the wheel too
+DATA_DIR = Path(str(files(__name__) / "data"))
+
+from . import hardware, models, sram  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "simulate", "hardware", "models", "sram", "__version__"]

@@ -154,7 +154,7 @@ def bench(args) -> int:
     print(_table(rows, ["system", "model", "metric", "batch", "tokens", "published", "predicted", "range", "error", "in range", "role"]))
     s = validation.summary(df)
     print(f"\nvalidation rows the models describe: {s['rows']}; median |error| {s['median_abs_error']:.0%}; worst {s['worst_abs_error']:.0%} "
-          f"({s['worst']}); {s['inside']} of {s['rows']} inside the predicted range. Sources: data/published.csv.")
+          f"({s['worst']}); {s['inside']} of {s['rows']} inside the predicted range. Sources: lpu/data/published.csv.")
     return 0
 
 

@@ -9,7 +9,7 @@ with a reason and a range; only ``prefill_mfu`` is fitted, on the H100
 calibration anchor (TensorRT-LLM, Llama 70B FP8 on 4 GPUs, 109 ms to the first
 token of a 2,048-token prompt) by ``scripts/calibrate.py --gpu``. Introduced in
 ``notebooks/06_benchmarks.ipynb`` (with the measured GPU rows of
-``data/published.csv`` as validation).
+``lpu/data/published.csv`` as validation).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GPUParams:
                        allreduce_latency_s=pick("allreduce_latency_s", False), nvlink_efficiency=pick("nvlink_efficiency", True))
 
 
-# Fitted by scripts/calibrate.py --gpu on the H100 anchor of data/published.csv
+# Fitted by scripts/calibrate.py --gpu on the H100 anchor of lpu/data/published.csv
 # (TensorRT-LLM v0.5, Llama 70B, FP8, TP4, batch 1, 2,048-token prompt: 109 ms): 0.378.
 CALIBRATED = GPUParams(prefill_mfu=0.378)
 

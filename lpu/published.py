@@ -1,4 +1,4 @@
-"""Published measurements, read from ``data/published.csv`` (the one place they are written down).
+"""Published measurements, read from ``lpu/data/published.csv`` (the one place they are written down).
 
 Each row has the system, model, metric, value, conditions, date, source and
 role: ``calibration`` rows are the only ones any parameter is fitted on;
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "data" / "published.csv"
+from . import DATA_DIR
+
+PUBLISHED_CSV = DATA_DIR / "published.csv"
 COLUMNS = ["system", "model", "metric", "value", "unit", "precision", "chips", "batch", "prompt_tokens", "output_tokens",
            "conditions", "date", "source", "role"]
 ROLES = ("calibration", "validation")
@@ -23,7 +25,7 @@ def table(path: Path | str = PUBLISHED_CSV) -> pd.DataFrame:
     """All published rows as a DataFrame (checked: columns, roles, positive values)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"published measurements not found at {path}; they ship in the repository's data/ folder")
+        raise FileNotFoundError(f"published measurements not found at {path}; they ship inside the package (lpu/data/); reinstall lpu")
     df = pd.read_csv(path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
@@ -52,5 +54,5 @@ def lpu_system_chips() -> int:
     """Chips of the LPU system of the calibration row (Groq's early-2024 Llama 2 70B system: 576)."""
     rows = table().query("system == 'lpu-v1' and role == 'calibration'")
     if len(rows) != 1 or rows.chips.isna().any():
-        raise ValueError("data/published.csv needs exactly one lpu-v1 calibration row with its chip count")
+        raise ValueError("lpu/data/published.csv needs exactly one lpu-v1 calibration row with its chip count")
     return int(rows.chips.iloc[0])

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, graph, hardware, kernels, models, schedule, shard, sharded
+from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded
 from .quant import QuantizedTensor, quantize_int8
 
-DATA_MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+DATA_MODELS = DATA_DIR / "models"
 DEFAULT_CHECKPOINT = DATA_MODELS / "tiny_shakespeare.bin"
 DEFAULT_TOKENIZER = DATA_MODELS / "tok512_shakespeare.bin"
 PRECISIONS = ("fp32", "fp16", "int8")  # weight storage the kernels run; activations are always fp32
@@ -203,7 +203,7 @@ class Engine:
 
     @classmethod
     def default(cls, chips: int = 1, precision: str | None = None) -> Engine:
-        """The bundled model: a small Llama trained on Shakespeare (``data/models/README.md``)."""
+        """The bundled model: a small Llama trained on Shakespeare (``lpu/data/models/README.md``)."""
         for p in (DEFAULT_CHECKPOINT, DEFAULT_TOKENIZER):
             if not p.exists():
                 raise FileNotFoundError(f"the bundled model file {p} is missing; it ships in the repository (scripts/train_tiny.py remakes it)")

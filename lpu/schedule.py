@@ -336,7 +336,7 @@ class DynamicParams:
     its busiest unit's cycles varied by ``duration_cv`` (lognormal). Nothing
     overlaps across ops, as nothing is planned ahead. Illustrative values:
     dispatch of the order of PyTorch's eager per-op overhead (~10 us); compare
-    with the measured H100 step times in ``data/gpu_step_times.csv``.
+    with the measured H100 step times in ``lpu/data/gpu_step_times.csv``.
     """
 
     dispatch_s: float = 10e-6

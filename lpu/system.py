@@ -20,7 +20,7 @@ import numpy as np
 
 from . import hardware, models, schedule, shard
 
-# Fitted by scripts/calibrate.py on the calibration anchor of data/published.csv
+# Fitted by scripts/calibrate.py on the calibration anchor of lpu/data/published.csv
 # (Groq, Llama 2 70B, 241 output tokens/s per user; 576 chips, 1 user, prompt
 # 550, output 150): op_latency_cycles = 2,644 cycles (2.9 us per dependent op at
 # 900 MHz), far above the 32-200 cycles the architecture explains. Only this

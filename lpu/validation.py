@@ -1,4 +1,4 @@
-"""Predicted against published: every row of ``data/published.csv`` beside the simulator's answer.
+"""Predicted against published: every row of ``lpu/data/published.csv`` beside the simulator's answer.
 
 For each row, `lpu.simulate` is run under the row's conditions (system, model,
 chips, precision, batch as users, prompt and output tokens; Groq's early-2024

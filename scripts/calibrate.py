@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/calibrate.py
 
-The anchor is the only ``role == calibration`` LPU row of data/published.csv:
+The anchor is the only ``role == calibration`` LPU row of lpu/data/published.csv:
 Groq serving Llama 2 70B at 241 output tokens/s per user on 568-576 chips
 (ArtificialAnalysis, Feb 2024). We fit ``op_latency_cycles`` (the latency
 between dependent ops; see lpu.schedule.CostParams) so that

@@ -12,7 +12,7 @@
    kernels (the gaps a decode step pays between its small per-layer kernels).
 
 These are microbenchmarks, not end-to-end decode: the end-to-end GPU rows of
-data/published.csv stay validation data. Prints one JSON object.
+lpu/data/published.csv stay validation data. Prints one JSON object.
 """
 
 from __future__ import annotations

