@@ -24,7 +24,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[notebooks,dev,voice]"
+	$(PY) -m pip install -e ".[notebooks,dev,voice,serve,sweep]"
 	touch $(STAMP)
 
 clean:

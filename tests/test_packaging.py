@@ -18,14 +18,14 @@ def test_environment_yml_lists_pyproject_dependencies():
     env = (ROOT / "environment.yml").read_text()
     conda = _names(m.group(1) for m in re.finditer(r"^  - ([A-Za-z0-9_.\-]+[^\n]*)$", env, re.M))
     assert wanted <= conda, wanted - conda
-    assert "-e .[notebooks,dev,voice]" in env and "python=3.11" in env
+    assert "-e .[notebooks,dev,voice,serve,sweep]" in env and "python=3.11" in env
 
 
 def test_makefile_and_ci_use_the_readme_commands():
     make = (ROOT / "Makefile").read_text()
     for target in ("run:", "test:", "lab:"):
         assert target in make
-    assert '-e ".[notebooks,dev,voice]"' in make and "-m lpu" in make
+    assert '-e ".[notebooks,dev,voice,serve,sweep]"' in make and "-m lpu" in make
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
