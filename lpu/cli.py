@@ -14,6 +14,7 @@ from . import __version__, hardware, models, sram
 
 TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's training context)
 TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's published system size, and Llama 2 70B at the fewest chips
+MODEL_HELP = f"a preset ({', '.join(models.names())}) or a path to a Hugging Face config.json or the folder holding one"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
-    c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
+    c.add_argument("--model", help=f"{MODEL_HELP} (default: all presets)")
     c.add_argument("--precision", action="append", help=f"repeatable; one of: {', '.join(models.PRECISIONS)}")
     c.add_argument("--chip", default="lpu-v1")
     c.add_argument("--context", type=int, default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
-    m.add_argument("--model", default="llama2-70b", help=f"one of: {', '.join(models.names())}")
+    m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")
     m.add_argument("--system", default="lpu-v1", help="lpu-v1, or a GPU: a100, h100, h200")
     m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
