@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__, hardware, models, sram
@@ -141,6 +142,47 @@ def simulate_cmd(args) -> int:
     return 0
 
 
+def sweep_cmd(args) -> int:
+    import time
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .sweep import sweep
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--out {args.out!r}: give a .csv or .parquet file")
+    if args.scheduler and args.workers:
+        raise ValueError("--workers sizes the local process pool; with --scheduler the cluster's workers run the sweep")
+    try:
+        spec = json.loads(Path(args.grid).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--grid {args.grid!r} is not JSON: {e}") from None
+    if isinstance(spec, list):  # one object per configuration
+        spec = pd.DataFrame(spec)
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(args.scheduler, timeout=args.connect_timeout)
+        except (OSError, TimeoutError) as e:
+            raise ValueError(f"--scheduler {args.scheduler!r}: cannot reach a Dask scheduler there ({e})") from None
+    start = time.perf_counter()
+    try:
+        df = sweep(spec, client=client, workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    seconds = time.perf_counter() - start
+    df.to_csv(out, index=False) if out.suffix == ".csv" else df.to_parquet(out, index=False)
+    failed = int(df["error"].notna().sum())
+    print(f"{len(df):,} configurations in {seconds:.1f} s ({len(df) / seconds:,.1f} per s) on "
+          f"{args.scheduler or f'{args.workers or os.cpu_count()} local process(es)'}; {failed:,} did not run (their error column says why) -> {out}")
+    return 0
+
+
 def bench(args) -> int:
     from . import validation
 
@@ -179,7 +221,7 @@ def voice_cmd(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"{MODEL_HELP} (default: all presets)")
@@ -215,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=simulate_cmd)
+    w = sub.add_parser("sweep", help="a grid of simulate configurations into a CSV or parquet table (lpu.sweep), locally or on Dask")
+    w.add_argument("--grid", required=True, help='JSON: lists of simulate arguments, a cartesian product ({"model": ["llama2-70b"], '
+                   '"chips": [400, 576], "users": [1, 8]}), or a list of objects, one configuration each; models as presets or config paths')
+    w.add_argument("--out", required=True, help="results.csv or results.parquet")
+    w.add_argument("--scheduler", help="a Dask scheduler's address (tcp://HOST:8786); default: a local process pool")
+    w.add_argument("--workers", type=int, default=None, help="local processes (default: the CPU count)")
+    w.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach the scheduler (default %(default)s)")
+    w.set_defaults(func=sweep_cmd)
     b = sub.add_parser("bench", help="every published measurement against the simulators' prediction (lpu.validation)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=bench)
