@@ -50,13 +50,20 @@ def test_local_pool_gives_the_same_frame(local):
     pd.testing.assert_frame_equal(lpu.sweep(GRID, progress=False, workers=2), local)
 
 
-def test_dask_local_cluster_gives_the_same_frame(local):
+def test_dask_local_cluster_gives_the_same_frame(local, tmp_path):
     distributed = pytest.importorskip("distributed")
+    small = dict(model=["llama2-7b"], system=["h100"], chips=[1, 2])
+    (tmp_path / "grid.json").write_text(json.dumps(small))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             assert len(client.scheduler_info()["workers"]) == 2
             df = lpu.sweep(GRID, client=client, progress=False)
+        out = subprocess.run([sys.executable, "-m", "lpu", "sweep", "--grid", str(tmp_path / "grid.json"), "--out", str(tmp_path / "r.csv"),
+                              "--scheduler", cluster.scheduler_address], capture_output=True, text=True, timeout=300)
     pd.testing.assert_frame_equal(df, local)
+    assert out.returncode == 0, out.stderr
+    assert f"on {cluster.scheduler_address}" in out.stdout
+    assert pd.read_csv(tmp_path / "r.csv").itl_s.tolist() == pytest.approx(lpu.sweep(small, workers=1).itl_s.tolist(), rel=1e-12)
 
 
 def test_dataframe_rows_and_resolved_values(tmp_path):
