@@ -155,7 +155,7 @@ class Llama:
         """
         cfg = self.cfg
         B, T = tokens.shape
-        H, KV, hd, d, kv, qd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.dim, cfg.kv_dim, cfg.q_dim
+        H, KV, hd, kv, qd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.kv_dim, cfg.q_dim
         cos, sin = self.cos[start_pos:start_pos + T], self.sin[start_pos:start_pos + T]
         h = F.embedding(tokens, self.tok_emb)  # [B, T, d]
         for i, L in enumerate(self.layers):

@@ -69,7 +69,8 @@ def test_fields_are_read(tmp_path):
     assert (q.head_dim, q.q_dim, q.kv_dim, q.rope_theta, q.norm_eps, q.tied_embeddings, q.qkv_bias) == (128, 3584, 512, 1e6, 1e-6, False, True)
     # Qwen2's q/k/v biases: the model card's non-embedding count is matched only with them
     assert q.n_params - 2 * q.vocab_size * q.dim == pytest.approx(6.53e9, rel=0.002)
-    assert q.param_groups()["attention"] - models.ModelConfig("nobias", 3584, 28, 28, 4, 18944, 152064, 4096).param_groups()["attention"] == 28 * (3584 + 2 * 512)
+    no_bias = models.ModelConfig("no-bias", 3584, 28, 28, 4, 18944, 152064, 4096)
+    assert q.param_groups()["attention"] - no_bias.param_groups()["attention"] == 28 * (3584 + 2 * 512)
     x = models.get(str(_write(tmp_path, "x", MIXTRAL_8X7B)))
     assert (x.n_experts, x.experts_per_token, x.is_moe) == (8, 2, True)
     g = models.get(str(_write(tmp_path, "g", GEMMA2_9B)))
