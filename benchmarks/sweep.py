@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     # the reference path, one configuration after another in this process
     ref = sample(todo, args.reference, seed=1)  # from the rows swept: the same mix
     ref_s = []
-    for row in ref.to_dict("records"):
+    for kwargs in lpu.sweep.configurations(ref):  # the arguments lpu.sweep passes (NaN as None, models read)
         t = time.perf_counter()
         try:
-            lpu.simulate(**row)
+            lpu.simulate(**kwargs)
         except ValueError:
             pass  # does not fit / cannot be cut: still the time it takes to say so
         ref_s.append(time.perf_counter() - t)

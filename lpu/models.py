@@ -239,8 +239,8 @@ def from_hf_config(path: str | os.PathLike) -> ModelConfig:
     context (``max_position_embeddings``), experts and experts per token, tied embeddings and RoPE theta.
     Approximations are stated in the config's ``source``: sliding-window attention on every layer
     (Mistral 7B v0.1) limits the context to the window; on alternate layers (Gemma 2) it is simulated
-    as full attention, which overstates their KV cache beyond the window. Introduced in
-    ``notebooks/01_architecture.ipynb``.
+    as full attention, which overstates their KV cache beyond the window. See the README's
+    "Your model, and sweeps of thousands of configurations".
 
     Raises
     ------

@@ -6,8 +6,8 @@ configuration per row. Every key and value is checked before any work starts;
 a configuration that does not fit or cannot be cut gets its message in the
 ``error`` column and never stops the sweep. Rows come back in the grid's order
 whichever way they ran, so a sweep is deterministic: locally or on a cluster,
-the same grid gives the same DataFrame. Introduced in ``README.md`` (design
-sweeps) and used by ``benchmarks/sweep.py``.
+the same grid gives the same DataFrame. See the README's "Your model, and sweeps
+of thousands of configurations"; ``benchmarks/sweep.py`` measures its speed.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def _params(v) -> None:
 
 # one check per simulate argument, on each distinct value; a combination that cannot run (a context longer than the
 # model's, a model that does not fit) is the configuration's error, not the grid's
-_CHECKS = {"model": models.get, "system": _system, "precision": lambda v: v is None or models.get_precision(v),
-           "chips": lambda v: v is None or v == "auto" or _positive(v), "users": _positive, "prompt_tokens": _positive,
+_CHECKS = {"model": models.get, "system": _system, "precision": models.get_precision,
+           "chips": lambda v: v == "auto" or _positive(v), "users": _positive, "prompt_tokens": _positive,
            "output_tokens": _positive, "ranges": _bool, "params": _params}
 
 
@@ -107,6 +107,8 @@ def configurations(grid: dict | pd.DataFrame) -> list[dict]:
         for r in rows:
             distinct.setdefault(_key(r[k]), r[k])
         for v in distinct.values():
+            if v is None:  # simulate's default
+                continue
             try:
                 out = _CHECKS.get(k, lambda x: None)(v)
             except ValueError as e:
@@ -117,6 +119,8 @@ def configurations(grid: dict | pd.DataFrame) -> list[dict]:
     if bad:
         raise ValueError("grid: bad value(s): " + "; ".join(bad))
     for r in rows:
+        if r["model"] is None:
+            raise ValueError("grid: every configuration needs a model")
         r["model"] = resolved[_key(r["model"])]
         if r.get("chips") == "auto":
             r["chips"] = None
@@ -159,7 +163,7 @@ def run_one(config: dict) -> dict:
     """One row: the configuration, then the Result's scalar fields (resolved chips and precision replace None), then ``error``."""
     row = _columns(config)
     try:
-        r = simulate(**config)
+        r = simulate(**{k: v for k, v in config.items() if v is not None})
     except ValueError as e:  # does not fit, cannot be cut, context too long: this configuration's answer
         return {**row, "error": str(e)}
     return {**row, **_flatten(r.as_dict()), "error": None}
@@ -177,7 +181,8 @@ def sweep(grid: dict | pd.DataFrame, client=None, progress: bool = True, workers
     grid : dict of lists, or DataFrame
         `lpu.simulate` keyword arguments (``model``, ``system``, ``chips``, ``precision``, ``users``,
         ``prompt_tokens``, ``output_tokens``, ...): lists as a cartesian product (a single value is a
-        list of one), or one configuration per DataFrame row.
+        list of one), or one configuration per DataFrame row. None (NaN in a DataFrame) is
+        simulate's default for that argument.
     client : dask.distributed.Client or None
         None: a local process pool of ``workers`` processes (default: the CPU count; 1 runs in this
         process). A Client: its cluster's workers (they need lpu installed; models travel as configs).

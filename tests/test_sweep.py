@@ -67,11 +67,13 @@ def test_dask_local_cluster_gives_the_same_frame(local, tmp_path):
 
 
 def test_dataframe_rows_and_resolved_values(tmp_path):
-    rows = pd.DataFrame(dict(model=["llama2-7b", "llama2-7b"], system=["h100", "lpu-v1"], chips=[None, 80], precision=["fp16", None]))
-    df = lpu.sweep(rows, progress=False, workers=1)  # chips None: a float NaN column; 80.0 taken as 80
+    rows = pd.DataFrame(dict(model=["llama2-7b", "llama2-7b"], system=["h100", "lpu-v1"], chips=[None, 80], precision=["fp16", None],
+                             users=[4, None]))
+    df = lpu.sweep(rows, progress=False, workers=1)  # None / NaN: simulate's default; 80.0 (a float column) taken as 80
     assert df.error.isna().all()
-    direct = [lpu.simulate("llama2-7b", "h100", None, "fp16"), lpu.simulate("llama2-7b", "lpu-v1", 80)]
+    direct = [lpu.simulate("llama2-7b", "h100", None, "fp16", users=4), lpu.simulate("llama2-7b", "lpu-v1", 80)]
     assert df.chips.tolist() == [r.chips for r in direct] and df.precision.tolist() == [r.precision for r in direct]
+    assert df.users.tolist() == [4, 1]
     assert df.itl_s.tolist() == [r.itl_s for r in direct]
     cfg = tmp_path / "tiny"
     cfg.mkdir()
@@ -94,7 +96,9 @@ def test_bad_grids_are_refused_before_any_work(monkeypatch):
                  "precision='fp12' (unknown precision"):
         assert part in str(e.value)
     for grid, match in [(dict(system=["h100"]), "give 'model'"), (dict(model=[]), r"grid\['model'\] is empty"),
-                        ([("model", "x")], "grid must be a dict"), (dict(model=["llama2-7b"], ranges=["yes"]), "ranges='yes' .must be True or False")]:
+                        ([("model", "x")], "grid must be a dict"),
+                        (pd.DataFrame(dict(model=["llama2-7b", None])), "needs a model"),
+                        (dict(model=["llama2-7b"], ranges=["yes"]), "ranges='yes' .must be True or False")]:
         with pytest.raises(ValueError, match=match):
             lpu.sweep(grid)
     with pytest.raises(ValueError, match="workers must be a positive integer"):
