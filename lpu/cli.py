@@ -176,7 +176,10 @@ def sweep_cmd(args) -> int:
         if client is not None:
             client.close()
     seconds = time.perf_counter() - start
-    df.to_csv(out, index=False) if out.suffix == ".csv" else df.to_parquet(out, index=False)
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
     failed = int(df["error"].notna().sum())
     print(f"{len(df):,} configurations in {seconds:.1f} s ({len(df) / seconds:,.1f} per s) on "
           f"{args.scheduler or f'{args.workers or os.cpu_count()} local process(es)'}; {failed:,} did not run (their error column says why) -> {out}")
