@@ -118,9 +118,9 @@ def memory_needed_bytes(m: models.ModelConfig, precision: models.Precision, user
 
 
 def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precision: str | None, users: int, prompt_tokens: int,
-                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True):
+                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None):
     """`lpu.simulate` for a GPU server: ``chips`` GPUs tensor-parallel (None: the fewest of 1, 2, 4, 8 that hold the model)."""
-    from .system import Result
+    from .result import Result
 
     context = prompt_tokens + output_tokens
     degrees = [chips] if chips is not None else list(TP_DEGREES)

@@ -14,11 +14,10 @@ reuse each streamed weight. Introduced in ``notebooks/04_sharding.ipynb``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from . import hardware, models, schedule, shard
+from .result import Fitted, Result  # noqa: F401  (Result re-exported: lpu.system.Result)
 
 # Fitted by scripts/calibrate.py on the calibration anchor of lpu/data/published.csv
 # (Groq, Llama 2 70B, 241 output tokens/s per user; 576 chips, 1 user, prompt
@@ -26,53 +25,10 @@ from . import hardware, models, schedule, shard
 # 900 MHz), far above the 32-200 cycles the architecture explains. Only this
 # parameter is fitted; stream_efficiency stays at its nominal 1.0.
 CALIBRATED = schedule.CostParams(op_latency_cycles=2644)
+FITTED = (Fitted("op_latency_cycles", "LPU system", CALIBRATED.op_latency_cycles, "cycles", CALIBRATED.op_latency_cycles,
+                 CALIBRATED.op_latency_cycles, "lpu-v1 llama2-70b output_tokens_per_s 241 (calibration, ArtificialAnalysis Feb 2024)",
+                 "scripts/calibrate.py (bisection on the calibration row)"),)
 PRECISION_ORDER = ("fp16", "fp16-int8ffn", "int8", "int4")  # precision=None: the first that fits
-
-
-@dataclass
-class Result:
-    """What a user of the system sees, with the plan and timelines behind it."""
-
-    model: str
-    system: str
-    chips: int
-    precision: str
-    users: int
-    prompt_tokens: int
-    output_tokens: int
-    ttft_s: float
-    itl_s: float
-    plan: shard.Plan | None  # None for GPU systems
-    decode: schedule.Timeline | None = field(repr=False)
-    prefill: schedule.Timeline | None = field(repr=False)
-    candidates: list[dict] = field(default_factory=list, repr=False)
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    parts: dict[str, float] = field(default_factory=dict)  # GPU systems: shares of a decode step (lpu.gpu)
-
-    @property
-    def output_tokens_per_s(self) -> float:
-        """Per user, after the first token (ArtificialAnalysis' output speed)."""
-        return 1 / self.itl_s
-
-    @property
-    def system_tokens_per_s(self) -> float:
-        return self.users / self.itl_s
-
-    @property
-    def total_time_s(self) -> float:
-        return self.ttft_s + (self.output_tokens - 1) * self.itl_s
-
-    def breakdown(self) -> dict[str, float]:
-        """Where a decode step's time goes (LPU: its critical path; GPU: the terms of `lpu.gpu`'s model)."""
-        return self.decode.breakdown() if self.decode is not None else dict(self.parts)
-
-    def as_dict(self) -> dict:
-        plan = self.plan.describe() if self.plan is not None else f"{self.chips} x {self.system} tensor parallel, {self.precision}"
-        return dict(model=self.model, system=self.system, chips=self.chips, precision=self.precision, plan=plan,
-                    users=self.users, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens, ttft_s=self.ttft_s,
-                    itl_s=self.itl_s, output_tokens_per_s=self.output_tokens_per_s, system_tokens_per_s=self.system_tokens_per_s,
-                    total_time_s=self.total_time_s, breakdown=self.breakdown(),
-                    ranges={k: list(v) for k, v in self.ranges.items()})
 
 
 def _itl(plan: shard.Plan, users: int, context: int, chip, params) -> tuple[float, schedule.Timeline]:
@@ -96,7 +52,7 @@ def _evaluate(plan, users, prompt_tokens, output_tokens, chip, params) -> tuple[
 
 def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int | None = None, precision: str | None = None,
              users: int = 1, prompt_tokens: int = 550, output_tokens: int = 150, params: schedule.CostParams = CALIBRATED,
-             ranges: bool = True) -> Result:
+             ranges: bool = True, serving: str | None = None) -> Result:
     """Simulate ``model`` served on ``chips`` LPUs to ``users`` concurrent users.
 
     Parameters
@@ -113,6 +69,8 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     ranges : bool
         Also simulate at the low and high corners of the chip's ranged figures
         (clock, SRAM and C2C bandwidth) and report ``Result.ranges``.
+    serving : str or None
+        GPU systems only: the serving profile of `lpu.gpu.simulate_gpu`. LPU systems take None.
 
     Examples
     --------
@@ -122,20 +80,23 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     """
     m = models.get(model)
     c = hardware.get(system)
-    chips = None if chips == "auto" else chips
-    if chips is not None and (not isinstance(chips, (int, np.integer)) or chips < 1):
+    chips = None if isinstance(chips, str) and chips == "auto" else chips
+    if chips is not None and (isinstance(chips, (bool, np.bool_)) or not isinstance(chips, (int, np.integer)) or chips < 1):
         raise ValueError(f"chips must be a positive integer, 'auto' or None, got {chips!r}")
     for name, v in (("users", users), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if prompt_tokens + output_tokens > m.seq_len:
         raise ValueError(f"prompt_tokens + output_tokens = {prompt_tokens + output_tokens} exceeds {m.name}'s context of {m.seq_len}")
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
 
-        return gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges)
+        return gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges, serving=serving)
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"system {system!r} is not an LPU or a GPU; systems: lpu-v1, a100, h100, h200")
+    if serving is not None:
+        raise ValueError(f"serving={serving!r} applies to GPU systems only (their serving stack); {c.name} runs a compiled static "
+                         "schedule: pass serving=None")
     context = prompt_tokens + output_tokens
     precisions = [precision] if precision is not None else list(PRECISION_ORDER)
     for p in precisions:
