@@ -14,6 +14,7 @@ reuse each streamed weight. Introduced in ``notebooks/04_sharding.ipynb``.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from . import hardware, models, schedule, shard
