@@ -21,7 +21,7 @@ _LAZY = ("result", "graph", "schedule", "shard", "sharded", "system", "checkpoin
          "voice", "speech")
 
 
-FITTED_MODULES = ("system", "gpu")  # each exposes FITTED: a tuple of lpu.result.Fitted, its family's fitted parameters
+FITTED_MODULES = ("system", "gpu", "result")  # each exposes FITTED: a tuple of lpu.result.Fitted, its family's fitted parameters
 
 
 def fitted() -> list:
