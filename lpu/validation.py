@@ -24,6 +24,15 @@ def _num(v, default=None):
     return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
+def serving(row) -> str | None:
+    """The GPU serving profile a row was measured under (`lpu.gpu.serving_for`: "ideal" where it says "no serving stack"); None for LPU rows."""
+    if row.system == "lpu-v1":
+        return None
+    from . import gpu
+
+    return gpu.serving_for(row.conditions)
+
+
 def predict(row) -> tuple[float, float, float]:
     """(predicted, low, high) for one published row."""
     metric = row.metric
@@ -38,7 +47,8 @@ def predict(row) -> tuple[float, float, float]:
     precision = {"bf16": "bf16", "fp16": "fp16"}.get(precision, precision)
     if precision is not None:
         models.get_precision(precision)
-    r = simulate(row.model, system=row.system, chips=chips, precision=precision, users=users, prompt_tokens=prompt, output_tokens=out)
+    r = simulate(row.model, system=row.system, chips=chips, precision=precision, users=users, prompt_tokens=prompt, output_tokens=out,
+                 serving=serving(row))
     value = getattr(r, metric)
     if metric == "output_tokens_per_s":
         lo, hi = r.ranges["output_tokens_per_s"]
