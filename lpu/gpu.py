@@ -20,8 +20,8 @@ GPUs, tensor parallel over NVLink, is costed op by op from the same
 Two serving profiles (`SERVING`): ``ideal`` (nothing on the host between
 steps: CUDA graphs, as ``scripts/measure_gpu.py`` measures, or a C++ runtime
 loop) and ``served`` (a production serving stack of 2023-24, whose HTTP server
-and scheduler hold each step; the default, used when comparing with
-providers). ``fp8_speedup`` is fitted by ``scripts/calibrate.py --gpu`` on the
+and scheduler hold each step for a host time; the default, used when comparing
+with providers). ``fp8_speedup`` is fitted by ``scripts/calibrate.py --gpu`` on the
 H100 calibration row (TensorRT-LLM v0.5, Llama 70B FP8 on 4 GPUs, 109 ms to the
 first token of a 2,048-token prompt). Introduced in
 ``notebooks/06_benchmarks.ipynb`` (with the GPU rows of
@@ -145,20 +145,25 @@ class GPUParams:
 
 @dataclass(frozen=True)
 class ServingProfile:
-    """What a serving stack adds to every step: the share of a step the GPU waits on the host (HTTP server,
-    scheduler, sampling), nominal and range. A step then takes GPU time / (1 - host_share)."""
+    """What a serving stack adds to every step: host time (HTTP server, scheduler, sampling) the GPU waits on.
+
+    The source measured the host's share of the execution time (``host_share``, nominal and range) for
+    one setup, ``reference`` (model, GPU): the host holds each step for host_share / (1 - host_share) x the
+    GPU time of that setup's step at the same batch (the host's work grows with the batch, not with the model).
+    """
 
     name: str
     host_share: float
     low: float
     high: float
+    reference: tuple[str, str] | None  # (model, GPU) the share was measured on
     source: str
 
 
 SERVING = {
-    "ideal": ServingProfile("ideal", 0.0, 0.0, 0.0, "nothing on the host between steps: the step's kernels replayed from a CUDA graph "
+    "ideal": ServingProfile("ideal", 0.0, 0.0, 0.0, None, "nothing on the host between steps: the step's kernels replayed from a CUDA graph "
                             "(scripts/measure_gpu.py) or issued by a C++ runtime loop (TensorRT-LLM gptSessionBenchmark)"),
-    "served": ServingProfile("served", 0.62, 0.29, 0.62,
+    "served": ServingProfile("served", 0.62, 0.29, 0.62, ("llama3-8b", "h100"),
                              "vLLM blog, 'vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction' (2024-09-05), profile of "
                              "v0.5.3 serving Llama 3 8B on 1 x H100: HTTP API server 33% and scheduling 29% of the execution time, "
                              "the GPU 38%. Range: 0.29 (scheduling alone: a stack whose API server is off the critical path) to 0.62"),
@@ -279,8 +284,8 @@ def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None
                  output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None):
     """`lpu.simulate` for a GPU server: ``chips`` GPUs tensor-parallel (None: the fewest of 1, 2, 4, 8 that hold the model).
 
-    ``serving``: ``"ideal"`` or ``"served"`` (`SERVING`; None: `DEFAULT_SERVING`). A served step takes its GPU
-    time / (1 - host_share); the first token pays the prefill plus one step's host time.
+    ``serving``: ``"ideal"`` or ``"served"`` (`SERVING`; None: `DEFAULT_SERVING`). A served step adds the
+    profile's host time (`ServingProfile`) to every step: each decode step and the prefill.
     ``ranges``: every un-fitted parameter at its fast and slow ends, with ``fp8_speedup`` at the ends of its
     fitted range (`FITTED`) and ``host_share`` at the ends of the profile's range.
     """
@@ -289,10 +294,19 @@ def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None
     profile = serving_profile(serving)
     tp, prec = _fit(m, gpu, chips, precision, users, prompt_tokens + output_tokens)
 
+    context = min(prompt_tokens + output_tokens // 2, m.seq_len - 1)
+    ref = None
+    if profile.reference is not None:  # the setup the host share was measured on, at this batch, on one GPU in bf16
+        ref_m, ref_gpu = models.get(profile.reference[0]), hardware.get(profile.reference[1])
+        ref = (ref_m, ref_gpu, min(context, ref_m.seq_len - 1))
+
     def run(p: GPUParams, host_share: float):
-        dec = step_parts(m, gpu, tp, prec, "decode", users, min(prompt_tokens + output_tokens // 2, m.seq_len - 1), p)
+        dec = step_parts(m, gpu, tp, prec, "decode", users, context, p)
         pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p)
-        host = step_s(dec) * host_share / (1 - host_share)  # seconds the host holds each step
+        host = 0.0
+        if ref is not None:
+            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p))
+            host = ref_step * host_share / (1 - host_share)  # seconds the host holds each step
         return step_s(pre) + host, step_s(dec) + host, dec, host
 
     ttft, itl, dec, host = run(params, profile.host_share)
