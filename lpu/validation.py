@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from . import models, published
+from . import hardware, models, published
 from .system import simulate
 
 
@@ -26,12 +26,22 @@ def _num(v, default=None):
 
 
 @lru_cache(maxsize=256)
-def _simulated(model: str, system: str, chips: int, precision: str | None, users: int, prompt: int, out: int):
+def _simulated(model: str, system: str, chips: int, precision: str | None, users: int, prompt: int, out: int, serving: str | None):
     """`simulate` once per distinct condition (many rows share one: the table is deterministic, so reuse is exact)."""
-    return simulate(model, system=system, chips=chips, precision=precision, users=users, prompt_tokens=prompt, output_tokens=out)
+    return simulate(model, system=system, chips=chips, precision=precision, users=users, prompt_tokens=prompt, output_tokens=out,
+                    serving=serving)
 
 
 HOSTED_METRICS = ("ttft_s", "total_time_s")  # LPU rows are measured through Groq's public API: these include its network and queueing
+
+
+def serving(row) -> str | None:
+    """The GPU serving profile a row was measured under (`lpu.gpu.serving_for`: "ideal" where it says "no serving stack"); None for LPU rows."""
+    if row.system == "lpu-v1":
+        return None
+    from . import gpu
+
+    return gpu.serving_for(row.conditions)
 
 
 def predict(row) -> tuple[float, float, float]:
@@ -54,11 +64,15 @@ def predict(row) -> tuple[float, float, float]:
         models.get_precision(precision)
     if metric not in ("output_tokens_per_s", "ttft_s", "itl_s", "total_time_s"):
         raise ValueError(f"no prediction for metric {metric!r}; known: output_tokens_per_s, ttft_s, itl_s, total_time_s")
-    r = _simulated(row.model, row.system, chips, precision, users, prompt, out)
+    r = _simulated(row.model, row.system, chips, precision, users, prompt, out, serving(row))
     if lpu and metric in HOSTED_METRICS:
         r = r.hosted()
     value = getattr(r, metric)
-    lo, hi = r.ranges[metric]
+    if metric == "total_time_s" and metric not in r.ranges:  # composed from the first-token and per-token ranges
+        lo = r.ranges["ttft_s"][0] + (out - 1) * r.ranges["itl_s"][0]
+        hi = r.ranges["ttft_s"][1] + (out - 1) * r.ranges["itl_s"][1]
+    else:
+        lo, hi = r.ranges[metric]
     return value, min(lo, value), max(hi, value)
 
 
@@ -105,12 +119,11 @@ def fitted_table() -> pd.DataFrame:
     """Every fitted parameter (`lpu.fitted()`) with its range, calibration row and share of the headline prediction it shapes.
 
     Shares: the LPU system term's part of Groq's Llama 2 70B token on 576 chips (the calibration row); the hosted
-    term's part of the hosted total time for 100 tokens; a GPU parameter's share is reported by `lpu.gpu` where it
-    defines ``fitted_share`` (else left empty).
+    term's part of the hosted total time for 100 tokens; a GPU parameter's: how much of its calibration row's
+    prediction it moves, from the parameter's neutral end (the low end of its `lpu.gpu.GPUParams` range, e.g. fp8
+    no faster than bf16) to the fitted value.
     """
     import lpu
-
-    from . import gpu
 
     chips = published.lpu_system_chips()
     rows = []
@@ -121,10 +134,26 @@ def fitted_table() -> pd.DataFrame:
         elif f.family == "hosted API":
             r = simulate("llama2-70b", chips=chips, output_tokens=100, ranges=False, hosted=True)
             share, headline = r.hosted_s / r.total_time_s, f"Llama 2 70B on {chips} LPUs via the API: total time for 100 tokens"
-        elif hasattr(gpu, "fitted_share"):
-            share, headline = gpu.fitted_share(f)
+        elif f.family == "GPU server":
+            share, headline = _gpu_share(f)
         else:
             share, headline = float("nan"), ""
         rows.append(dict(name=f.name, family=f.family, value=f.value, unit=f.unit, low=f.low, high=f.high, share=share, headline=headline,
                          calibration_row=f.calibration_row, source=f.source))
     return pd.DataFrame(rows)
+
+
+def _gpu_share(f) -> tuple[float, str]:
+    from dataclasses import replace
+
+    from . import gpu
+
+    row = published.table().query("system != 'lpu-v1' and role == 'calibration'").iloc[0]
+
+    def ttft(params):
+        return gpu.simulate_gpu(models.get(row.model), hardware.get(row.system), int(row.chips), row.precision, 1, int(row.prompt_tokens), 1,
+                                params, ranges=False, serving=serving(row)).ttft_s
+
+    fitted = ttft(gpu.CALIBRATED)
+    neutral = ttft(replace(gpu.CALIBRATED, **{f.name: gpu.GPUParams.RANGES[f.name][0]}))
+    return abs(neutral - fitted) / fitted, f"{row.model} on {int(row.chips)} x {row.system} ({row.precision}): time to first token"

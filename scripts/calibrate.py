@@ -1,7 +1,7 @@
 """Fit the simulator's fitted parameters on their calibration rows, and print what to record in the code.
 
     .venv/bin/python scripts/calibrate.py            # the LPU system term (lpu/system.py) and the hosted-API term (lpu/result.py)
-    .venv/bin/python scripts/calibrate.py --gpu      # the GPU server's parameter (lpu/gpu.py)
+    .venv/bin/python scripts/calibrate.py --gpu      # the GPU server's fp8_speedup, to record in lpu/gpu.py
 
 LPU system term. The anchor is the one ``role == calibration`` LPU output-speed row of
 lpu/data/published.csv: Groq serving Llama 2 70B at 241 output tokens/s per user on 576 chips
@@ -41,17 +41,36 @@ def rows(role: str, metric: str):
     return df[(df.system == "lpu-v1") & (df.model == CONDITIONS["model"]) & (df.role == role) & (df.metric == metric)]
 
 
+def calibrate_gpu() -> int:
+    """Fit ``fp8_speedup`` on the H100 calibration row (its own serving profile), then refit it with every un-fitted
+    GPUParams at its fast and at its slow end: that spread (clipped to the physical 1-2x) is the fitted range."""
+    from dataclasses import replace
+
+    from lpu import gpu
+
+    row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
+    args = (row.value, row.model, row.system, int(row.chips), row.precision, int(row.prompt_tokens), gpu.serving_for(row.conditions))
+    nominal = replace(gpu.CALIBRATED, fp8_speedup=gpu.GPUParams().fp8_speedup)
+    fit = gpu.fit_fp8_speedup(*args, base=nominal)
+    lo, hi = gpu.GPUParams.RANGES["fp8_speedup"]
+    ends = []
+    for corner, clip in (("fast", lo), ("slow", hi)):
+        try:
+            ends.append(gpu.fit_fp8_speedup(*args, base=nominal.corner(corner)))
+        except ValueError:  # no speed-up in range reproduces the row at this corner: the range stops at its bound
+            ends.append(clip)
+    print(f"anchor: {row.value} s to first token ({row.model}, {int(row.chips)} x {row.system}, {row.precision}, "
+          f"prompt {int(row.prompt_tokens)}, serving {args[-1]})")
+    print(f"fitted fp8_speedup = {fit} (refitted at the fast / slow corners: {ends[0]} / {ends[1]})")
+    print(f"record in lpu/gpu.py: CALIBRATED = GPUParams(fp8_speedup={fit}); FITTED range {min(ends)}-{max(ends)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
 
     if "--gpu" in (sys.argv[1:] if argv is None else argv):
-        from lpu import gpu
-
-        row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
-        fit = gpu.fit_prefill_mfu(row.value, row.model, row.system, int(row.chips), row.precision, int(row.prompt_tokens))
-        print(f"anchor: {row.value} s to first token ({row.model}, {int(row.chips)} x {row.system}, {row.precision}, prompt {int(row.prompt_tokens)})")
-        print(f"fitted prefill_mfu = {fit}\nrecord in lpu/gpu.py: CALIBRATED = GPUParams(prefill_mfu={fit})")
-        return 0
+        return calibrate_gpu()
     anchor = float(rows("calibration", "output_tokens_per_s").value.iloc[0])
     spread = [anchor, *rows("calibration-spread", "output_tokens_per_s").value]
     r, ops = physics()
