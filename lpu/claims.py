@@ -261,7 +261,8 @@ def claim_3(on_chip_s: float | None = None, published_s: float | None = None, ro
         hop = Stages().network_hop_s
         network_s = (2 * hop.low, 2 * hop.high)
     extra = published_s - on_chip_s
-    numbers = f"published {published_s:g} s; on the chips {on_chip_s:.2f} s, leaving {extra:+.2f} s for the API (network round trip {network_s[0]:.2f}-{network_s[1]:.2f} s)"
+    numbers = (f"published {published_s:g} s; on the chips {on_chip_s:.2f} s, leaving {extra:+.2f} s for the API "
+               f"(network round trip {network_s[0]:.2f}-{network_s[1]:.2f} s)")
     if role == "calibration":
         return Verdict(3, "100 tokens in 0.8 s", CANNOT_CHECK, numbers, "It is the calibration row of the hosted-API term.", (row.source,))
     if on_chip_s > published_s * (1 + PREDICTION_TOLERANCE):
@@ -407,7 +408,8 @@ def claim_8(users_gain: float | None = None, lora_lpu: int | None = None, lora_g
     poor = lora_lpu < lora_gpu
     v = HOLDS if good and poor else PARTLY if good or poor else DOES_NOT_HOLD
     return Verdict(8, "one model, many users; poor for many models / LoRA", v,
-                   f"throughput x{users_gain:.0f} from 1 to {MANY_USERS} users; rank-16 LoRA adapters in spare memory: {lora_lpu:,} (576 LPUs) vs {lora_gpu:,} (8xH100)",
+                   f"throughput x{users_gain:.0f} from 1 to {MANY_USERS} users; rank-16 LoRA adapters in spare memory: "
+                   f"{lora_lpu:,} (576 LPUs) vs {lora_gpu:,} (8xH100)",
                    "One model fills the system; adapters and other models need SRAM it does not have.", ("lpu.simulate", "lpu.metrics.lora_adapter_bytes"))
 
 
