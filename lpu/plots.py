@@ -492,7 +492,7 @@ def cost_vs_card_price(prices_usd, cost_usd_per_m, price_line_usd_per_m: float, 
 
 def html_table(df: pd.DataFrame, caption: str = "", precision: int = 3):
     """A DataFrame as an HTML table that wraps long text (a pandas ``Styler``), for verdicts and validation tables."""
-    styler = df.style.format(precision=precision, thousands=",").hide(axis="index")
+    styler = df.style.format(precision=precision, thousands=",").hide(axis="index").set_uuid("lpu")  # fixed ids: same HTML every run
     styler = styler.set_table_styles([
         {"selector": "td, th", "props": "white-space: normal; word-wrap: break-word; max-width: 28em; text-align: left; "
                                         "vertical-align: top; padding: 2px 6px; font-size: 0.85em"},
