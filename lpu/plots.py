@@ -107,10 +107,10 @@ def chips_per_model(need: pd.DataFrame, reference_chips: int | None = 576, ax=No
         ax.bar_label(bars, fmt="%d", fontsize=7, padding=1)
     if reference_chips:
         ax.axhline(reference_chips, color="k", ls="--", lw=1)
-        ax.annotate(f"{reference_chips} chips: Groq's Llama 2 70B system", xy=(1.0, reference_chips), xycoords=("axes fraction", "data"),
-                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(f"{reference_chips} chips: Groq's Llama 2 70B system", xy=(0.995, reference_chips), xycoords=("axes fraction", "data"),
+                    xytext=(0, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
     ax.set(ylabel="LPU chips needed (count)", xlabel="model", ylim=(0, need.chips.max() * 1.12))
-    ax.legend(title="weight precision", loc="upper left", bbox_to_anchor=(1.0, 0.8), frameon=False, fontsize=8)
+    ax.legend(title="weight precision", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     ax.tick_params(axis="x", rotation=20)
     return ax
 
@@ -424,7 +424,7 @@ def latency_vs_speed(points: pd.DataFrame, published_tok_s: dict | None = None, 
     every point labelled with its chip count, ranges as error bars, published speeds as labelled lines, the legend below the
     figure for all panels (``notebooks/06_benchmarks.ipynb``, figure 1). ``published_tok_s``: model -> {label: tok/s}."""
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import LogLocator, ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
 
     model_names = list(dict.fromkeys(points.model))
     if axes is None:
@@ -442,8 +442,8 @@ def latency_vs_speed(points: pd.DataFrame, published_tok_s: dict | None = None, 
                         va="top", fontsize=7, color="C3")
         ax.set(title=model, xlabel="output speed per user (tok/s, log)", ylabel="time to first token (s, log)", xscale="log", yscale="log")
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(ScalarFormatter())
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
             axis.set_minor_formatter(plt.NullFormatter())
     handles = [Line2D([], [], color=c, marker="o", ls="") for c in SYSTEM_COLOURS.values()]
     handles += [Line2D([], [], color="k", marker="o", ls=""), Line2D([], [], color="k", marker="s", ls=""), Line2D([], [], color="C3", ls=":")]

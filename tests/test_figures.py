@@ -83,6 +83,7 @@ def test_02_4_step_time_panels_keep_each_mode_readable():
     axes = plots.step_time_histograms(steps)
     assert len(axes) == steps["mode"].nunique()
     for ax, (mode, d) in zip(axes, steps.groupby("mode", sort=False)):
+        assert ax.get_title() == plots._MODE_LABELS.get(mode, mode)
         lo, hi = ax.get_xlim()
         ms = d.latency_s.to_numpy() * 1e3
         assert lo <= np.percentile(ms, 50) <= hi and hi - lo < 3 * (np.percentile(ms, 99.8) - ms.min()) + 1e-9
