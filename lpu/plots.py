@@ -31,7 +31,7 @@ def chip_floorplan(chip: hardware.ChipSpec | str = "lpu-v1", ax=None):
     ax = _ax(ax, (11, 4.8))
     mem_half = c.mem_slices // 2
     # (unit, width in drawing units, label); MEM drawn slice by slice
-    west = [("MXM", 6, f"MXM\n{c.mxm_planes // 2} planes\n{c.mxm_dim}x{c.mxm_dim}"), ("SXM", 3, "SXM")]
+    west = [("MXM", 6, f"MXM\n{c.mxm_dim}x{c.mxm_dim} arrays\n({c.mxm_planes // 2} planes?\nunconfirmed)"), ("SXM", 3, "SXM")]
     layout = west + [("MEM", 1, None)] * mem_half + [("VXM", 6, f"VXM\n{c.vxm_alus_per_lane} ALUs/lane")] + \
         [("MEM", 1, None)] * mem_half + list(reversed(west))
     x = 0.0
@@ -92,7 +92,7 @@ def stream_bandwidth_vs_slices(chip: hardware.ChipSpec | str = "lpu-v1", ax=None
     ax.axhspan(r.low / 1e12, r.high / 1e12, color="grey", alpha=0.15, label=f"published SRAM bandwidth {r.low / 1e12:.1f}-{r.high / 1e12:.0f} TB/s")
     ax.axvline(c.streams, color="k", ls=":", lw=1)
     ax.text(c.streams + 1, 2, f"{c.streams} streams", fontsize=8)
-    ax.set(xlabel="MEM slices the tensor spans", ylabel="TB/s", title="Spread a tensor over slices to stream it fast")
+    ax.set(xlabel="MEM slices the tensor spans (count)", ylabel="stream bandwidth (TB/s)", title="Spread a tensor over slices to stream it fast")
     ax.legend(fontsize=8, loc="upper left")
     return ax
 
@@ -174,7 +174,8 @@ def gantt(timeline, layers: tuple[int, int] | None = None, ax=None, time_unit: s
                        facecolors=[KIND_COLOURS[k] for k in d.kind], edgecolor="white", linewidth=0.3)
     ax.set_yticks(range(len(UNITS)), [u.upper() for u in UNITS])
     ax.invert_yaxis()
-    ax.set_xlabel("cycles" if scale is None else time_unit)
+    ax.set_xlabel("time (cycles)" if scale is None else f"time ({time_unit})")
+    ax.set_ylabel("functional unit")
     kinds = [k for k in KIND_COLOURS if k in set(df.kind)]
     ax.legend([Rectangle((0, 0), 1, 1, color=KIND_COLOURS[k]) for k in kinds], kinds, loc="upper left", bbox_to_anchor=(1.01, 1),
               fontsize=8, frameon=False)
@@ -297,7 +298,7 @@ def voice_waterfall(turns: dict, ax=None):
     ax.set_yticks(range(len(turns)), list(turns))
     ax.invert_yaxis()
     ax.set_xlim(0, xmax)
-    ax.set(xlabel="seconds since the user stopped speaking", title="One voice turn per LLM: what the user waits for")
+    ax.set(xlabel="time since the user stopped speaking (s)", ylabel="LLM behind the agent", title="One voice turn per LLM: what the user waits for")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.grid(axis="y", visible=False)
     return ax
@@ -316,7 +317,7 @@ def voice_gantt(stages: pd.DataFrame, ax=None, title: str = "", xmax: float | No
     ax.set_yticks(range(len(stages)), list(stages.stage))
     ax.invert_yaxis()
     _human_gap(ax)
-    ax.set(xlabel="seconds since the user stopped speaking", title=title, xlim=(0, xmax))
+    ax.set(xlabel="time since the user stopped speaking (s)", ylabel="stage", title=title, xlim=(0, xmax))
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", visible=False)
     return ax
@@ -363,6 +364,7 @@ def voice_sensitivity(df: pd.DataFrame, ax=None, title: str = ""):
     ax.axvline(nominal, color="k", lw=1)
     ax.set_yticks(range(len(df)), list(df.stage))
     ax.invert_yaxis()
+    ax.set_ylabel("stage moved to its low / high end")
     ax.set(xlabel="voice-to-voice delay (s); green: stage at its low end, orange: at its high end",
            title=title or f"What dominates (nominal {nominal:.2f} s)")
     return ax

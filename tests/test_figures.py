@@ -239,3 +239,57 @@ def test_cost_sensitivity_crosses_the_price_at_the_breakeven():
 def test_html_table_wraps():
     html = plots.html_table(pd.DataFrame(dict(claim=["a long claim " * 10], verdict=["holds"]))).to_html()
     assert "white-space: normal" in html and "<table" in html
+
+
+# ---- 02: the schedule's Gantt and the batch sweep; 04_4 users in flight; 05 waterfall ------------------------------
+
+
+def test_02_1_gantt_bars_are_the_timeline():
+    from lpu import schedule
+
+    tl = schedule.schedule_decode("stories110M", CHIP, 1, 255, "int8")
+    df = tl.to_dataframe()
+    assert (df.end > df.start).all() and df.op_end.max() == tl.cycles  # every op inside the step, the last one (with its latency) ends it
+    ax = plots.gantt(tl)
+    drawn = sum(len(c.get_paths()) for c in ax.collections)
+    assert drawn == len(df) and _labelled(ax) and "us" in ax.get_xlabel()
+
+
+def test_02_3_batch_reuses_streamed_weights():
+    from lpu import schedule
+
+    big = schedule.what_if_chip(24e9)
+    steps = [schedule.schedule_decode("llama2-7b", big, batch=b, context_tokens=255, precision="int8") for b in (1, 4, 16)]
+    lat = [t.latency_s for t in steps]
+    assert lat == sorted(lat)  # more users never make a step faster
+    assert lat[-1] < 16 * lat[0] / 4  # ...but 16 users cost far less than 16 steps: the weights stream once
+    assert all(t.graph.totals()["weight_bytes"] == steps[0].graph.totals()["weight_bytes"] for t in steps)
+
+
+def test_04_4_users_in_flight_conserve_throughput():
+    df = serving.users_in_flight("llama2-7b", chips=64, users=(1, 8, 4096), prompt_tokens=64, output_tokens=64)
+    assert np.allclose(df.system_tok_s, df.users * df.per_user_tok_s)
+    assert df.attrs["stopped"] is None or df.attrs["stopped"].startswith("4096 users")
+
+
+def test_05_1_waterfall_stages_add_up_to_the_delay():
+    t = voice.turn("lpu-llama2-70b")
+    st = t.stages()
+    path = st[~st.stage.str.contains("overlaps|playing")]
+    assert path.start_s.iloc[0] == 0 and path.end_s.max() == pytest.approx(t.voice_to_voice_s)
+    assert (path.end_s.to_numpy()[:-1] <= path.start_s.to_numpy()[1:] + 1e-12).all()  # one after another, no overlap on the path
+    assert (path.end_s - path.start_s).sum() == pytest.approx(t.voice_to_voice_s)  # and no gaps: the durations add up
+    ax = plots.voice_waterfall({"LPU": t})
+    assert _labelled(ax)
+
+
+@pytest.mark.parametrize("draw", [plots.stream_bandwidth_vs_slices,
+                                  lambda: plots.voice_gantt(voice.turn("hosted-api").stages()),
+                                  lambda: plots.voice_sensitivity(voice.sensitivity("hosted-api"))])
+def test_other_figures_label_their_axes(draw):
+    assert _labelled(draw())
+
+
+def test_01_1_floorplan_does_not_state_the_plane_count_as_fact():
+    ax = plots.chip_floorplan()
+    assert any("unconfirmed" in t.get_text() for t in ax.texts)
