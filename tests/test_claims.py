@@ -149,3 +149,9 @@ def test_mixtral_verdict_is_the_one_function_notebooks_share(table):
     part = claims.claim_1().parts[0]
     assert part == claims.speed("mixtral-8x7b")
     assert part.numbers in table.numbers.iloc[0]
+
+
+def test_groq_api_timing_is_the_published_rows():
+    t = claims.groq_api_timing()
+    assert t.ttft_s.nominal == pytest.approx(0.8 - 100 / 241)  # claim 3's total minus 100 tokens at the calibration speed
+    assert 1 / t.itl_s.nominal == pytest.approx(241) and 1 / t.itl_s.low == pytest.approx(300)

@@ -293,3 +293,15 @@ def test_other_figures_label_their_axes(draw):
 def test_01_1_floorplan_does_not_state_the_plane_count_as_fact():
     ax = plots.chip_floorplan()
     assert any("unconfirmed" in t.get_text() for t in ax.texts)
+
+
+def test_explorers_show_a_static_image_of_their_default_state(monkeypatch):
+    from IPython.display import Image
+
+    from lpu import widgets
+
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda *objs: shown.extend(objs))
+    widgets.schedule_explorer("stories110M")
+    images = [o for o in shown if isinstance(o, Image)]
+    assert len(images) == 1 and images[0].data[:8] == b"\x89PNG\r\n\x1a\n"  # a real PNG, shown once under the widget
