@@ -121,6 +121,7 @@ def _gpu(gpu: str = "h100", chips: int = 8, users: int = 1, model: str = "llama2
     return simulate(model, system=gpu, chips=chips, precision="fp8", users=users, prompt_tokens=prompt_tokens, output_tokens=output_tokens, ranges=False)
 
 
+@lru_cache(maxsize=8)
 def _loaded(model: str = "llama2-70b"):  # MANY_USERS users, short prompts: the load of the cost, energy and many-users claims
     from .serving import most_users
 

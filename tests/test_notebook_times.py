@@ -19,6 +19,13 @@ def test_rewrite_sets_only_the_measured_rows():
     assert "run time (measured, 2 cores)" in out and out.startswith("intro\n") and out.endswith("rest\n")
 
 
+def test_rewrite_notes_the_load_once():
+    readme = "<!-- notebook-times -->\n| notebook | shows | run time |\n| `01_a.ipynb` | chips | 5 s |\n<!-- /notebook-times -->\n"
+    once = notebook_times.rewrite(readme, {"01_a.ipynb": 7.0}, 2, (1.0, 3.5))
+    twice = notebook_times.rewrite(once, {"01_a.ipynb": 7.0}, 2, (1.0, 3.5))
+    assert once == twice and once.count(notebook_times.NOTE) == 1 and "load average 1.0-3.5 on 2 cores" in once
+
+
 def test_rewrite_needs_the_markers():
     with pytest.raises(ValueError, match="markers"):
         notebook_times.rewrite("no table here", {}, 2)
