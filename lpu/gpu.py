@@ -207,11 +207,8 @@ def matmul_efficiency_of(gpu: hardware.GPUSpec, dtype: str, p: GPUParams = CALIB
     return matmul_flops_per_s(gpu, dtype, p) / gpu.peak_ops_per_s(dtype)
 
 
-def _compute_dtype(gpu: hardware.GPUSpec, precision: models.Precision) -> str:
-    if precision.ffn == "fp8":
-        gpu.peak_ops_per_s("fp8")  # raises for GPUs without FP8 tensor cores
-        return "fp8"
-    return "bf16"  # fp16/bf16 weights, and int8/int4 weight-only (dequantized to bf16 for the math)
+def _compute_dtype(precision: models.Precision) -> str:
+    return "fp8" if precision.ffn == "fp8" else "bf16"  # int8/int4 are weight-only: dequantized to bf16 for the math
 
 
 def _allreduces_s(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, rows: int, precision: models.Precision, p: GPUParams) -> float:
@@ -239,7 +236,7 @@ def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision:
     nbytes = (g.weight_bytes + g.kv_bytes + act) * shard
     eff = stream_efficiency(nbytes) if p.hbm_efficiency is None else p.hbm_efficiency
     mem_s = nbytes / (gpu.hbm_bandwidth_Bps * eff)
-    rate = np.where(mm, matmul_flops_per_s(gpu, _compute_dtype(gpu, precision), p), gpu.bf16_flops_per_s * p.attention_efficiency)
+    rate = np.where(mm, matmul_flops_per_s(gpu, _compute_dtype(precision), p), gpu.bf16_flops_per_s * p.attention_efficiency)
     flop_s = np.where(mm | att, g.flops * shard / rate, 0.0)
     op_s = np.maximum(mem_s, flop_s) + (1 - p.overlap) * np.minimum(mem_s, flop_s)
     bound = flop_s > mem_s

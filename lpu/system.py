@@ -246,7 +246,8 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         skipped = precisions[:precisions.index(chosen)]
         reason = ("requested" if precision is not None else
                   f"{chosen}: the highest precision that fits {chips} chips with {users} user(s) of {context} tokens" if not skipped else
-                  f"dropped to {chosen}: {', '.join(skipped)} do not fit {chips} chips with {users} user(s) of {context} tokens")
+                  f"dropped to {chosen}: {', '.join(skipped)} {'does' if len(skipped) == 1 else 'do'} not fit {chips} chips with {users} user(s) "
+                  f"of {context} tokens")
     candidates = []
     for pl in plans:
         ph = _physics(pl, users, prompt_tokens, output_tokens, c, params)

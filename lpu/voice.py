@@ -271,7 +271,7 @@ def turn(llm: str | LLMProfile | LLMTiming = "lpu-llama2-70b", stages: Stages = 
 
     >>> t = turn("lpu-llama2-70b")
     >>> round(t.voice_to_voice_s, 3), t.stall_s
-    (1.33, 0.0)
+    (1.331, 0.0)
     """
     _check(answer_tokens)
     timing = llm_timing(llm, prompt_tokens, answer_tokens)

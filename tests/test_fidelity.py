@@ -131,7 +131,7 @@ def test_the_search_tries_precisions_in_order_and_names_what_fits():
 
 def test_precision_is_chosen_in_the_open():
     one = simulate("llama2-70b", chips=GROQ, ranges=False)
-    assert one.precision == "fp16-int8ffn" and one.precision_dropped and "fp16 do not fit 576 chips" in one.precision_reason
+    assert one.precision == "fp16-int8ffn" and one.precision_dropped and "fp16 does not fit 576 chips" in one.precision_reason
     many = simulate("llama2-70b", chips=GROQ, users=64, ranges=False)
     assert many.precision_label.endswith("(dropped)") and many.precision in ("int8", "int4")
     asked = simulate("llama2-7b", chips=64, precision="int8", ranges=False)
