@@ -7,7 +7,9 @@ Subcommands mirror the Python interface (``lpu --help`` lists them); each has
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 
 from . import __version__, hardware, models, sram
@@ -16,11 +18,43 @@ TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's tr
 TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's published system size, and Llama 2 70B at the fewest chips
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    """Plain text table, columns right-aligned except the first."""
+def integer(low: int):
+    """An argparse ``type``: an integer >= ``low``; argparse's error names the flag ("argument --seed: ...")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type``: a finite number in the interval [low, high] (ends open as asked), named in the error."""
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (low < value if low_open else low <= value) and (value < high if high_open else value <= high)):
+            raise argparse.ArgumentTypeError(f"must be a number in {span}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number in {span}"
+    return parse
+
+
+def _table(rows: list[list[str]], header: list[str], left: tuple[int, ...] = (0,)) -> str:
+    """Plain text table, columns right-aligned except those in ``left`` (the first)."""
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()  # noqa: E731
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]])
 
 
@@ -91,16 +125,33 @@ def chips(args) -> int:
     return 0
 
 
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(getattr(v, "name", v))
+
+
+def spec_rows(spec) -> list[list[str]]:
+    """(field, value, low-high range or "", source) for every field of a hardware spec, as `lpu specs` prints them."""
+    rows = []
+    for f in dataclasses.fields(spec):
+        if f.name in ("name", "source", "sources", "ranges"):
+            continue
+        r = spec.range(f.name) if isinstance(getattr(spec, f.name), (int, float)) else None
+        span = f"{_value(r.low)}-{_value(r.high)}" if r is not None and r.low != r.high else ""
+        rows.append([f.name, _value(getattr(spec, f.name)), span, spec.source_of(f.name)])
+    return rows
+
+
 def specs(args) -> int:
     spec = hardware.get(args.name)
     if args.json:
-        import dataclasses
         print(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
-    elif isinstance(spec, hardware.ChipSpec):
-        print(_table([[q, v, s] for q, v, s in hardware.key_facts(spec)], ["quantity", "value", "source"]))
-    else:
-        import dataclasses
-        print(_table([[f.name, str(getattr(spec, f.name))] for f in dataclasses.fields(spec) if f.name not in ("sources", "ranges")], ["field", "value"]))
+        return 0
+    if isinstance(spec, hardware.ChipSpec):
+        print(_table([[q, v, s] for q, v, s in hardware.key_facts(spec)], ["quantity", "value", "source"], left=(0, 2)) + "\n")
+    print(f"{spec.name}: every field (range where sources disagree; source of each)")
+    print(_table(spec_rows(spec), ["field", "value", "range", "source"], left=(0, 3)))
     return 0
 
 
@@ -184,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
     c.add_argument("--precision", action="append", help=f"repeatable; one of: {', '.join(models.PRECISIONS)}")
     c.add_argument("--chip", default="lpu-v1")
-    c.add_argument("--context", type=int, default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
-    c.add_argument("--batch", type=int, default=1, help="users whose KV cache is held")
-    c.add_argument("--reserve", type=float, default=sram.RESERVE_FRACTION.nominal, help="fraction of each chip's SRAM reserved (default %(default)s)")
+    c.add_argument("--context", type=integer(0), default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
+    c.add_argument("--batch", type=integer(1), default=1, help="users whose KV cache is held")
+    c.add_argument("--reserve", type=number(0, 1, high_open=True), default=sram.RESERVE_FRACTION.nominal, help="fraction of each chip's SRAM reserved (default %(default)s)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=chips)
     s = sub.add_parser("specs", help="a hardware spec with sources")
@@ -197,20 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default="ROMEO:", help="text to continue (default %(default)r)")
     g.add_argument("--checkpoint", help="a llama2.c model file (versions 0, 1, 2); default: the bundled Shakespeare model")
     g.add_argument("--tokenizer", help="its llama2.c tokenizer file")
-    g.add_argument("--max-new-tokens", type=int, default=128)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-new-tokens", type=integer(0), default=128)
+    g.add_argument("--temperature", type=number(0), default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=number(0, 1, low_open=True), default=1.0, help="nucleus sampling, in (0, 1] (default 1: off)")
+    g.add_argument("--seed", type=integer(0), default=0, help="seeds the sampler (temperature > 0)")
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"one of: {', '.join(models.names())}")
     m.add_argument("--system", default="lpu-v1", help="lpu-v1, or a GPU: a100, h100, h200")
-    m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
+    m.add_argument("--chips", type=integer(1), default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
-    m.add_argument("--users", type=int, default=1)
-    m.add_argument("--prompt-tokens", type=int, default=550)
-    m.add_argument("--output-tokens", type=int, default=150)
+    m.add_argument("--users", type=integer(1), default=1)
+    m.add_argument("--prompt-tokens", type=integer(1), default=550)
+    m.add_argument("--output-tokens", type=integer(1), default=150)
     m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=simulate_cmd)
@@ -219,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=bench)
     v = sub.add_parser("voice", help="voice-to-voice delay of a voice agent per LLM profile (lpu.voice)")
     v.add_argument("--profile", action="append", help="repeatable; default: all of lpu.voice.KNOWN")
-    v.add_argument("--silence-ms", type=float, default=None, help="fix the VAD silence timer (default: over its 200-800 ms range)")
+    v.add_argument("--silence-ms", type=number(0), default=None, help="fix the VAD silence timer (default: over its 200-800 ms range)")
     v.add_argument("--search", action="store_true", help="a web search before the LLM (the seed's search-augmented answer)")
-    v.add_argument("--samples", type=int, default=10_000)
+    v.add_argument("--samples", type=integer(1), default=10_000)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=voice_cmd)
     return p
