@@ -29,6 +29,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip uninstall -q -y lpu 2>/dev/null || true  # the distribution's name before lpu-explained (a venv made then)
 	$(PY) -m pip install -e ".[notebooks,dev,voice,serve,sweep]"
 	touch $(STAMP)
 

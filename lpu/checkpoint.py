@@ -171,9 +171,29 @@ def read_llama2c(path: str | os.PathLike, name: str | None = None) -> Checkpoint
         elif not key.startswith("freq_cis"):
             weights[key] = np.ndarray(shape, "<f4", mm, offset)
         offset += _nbytes(shape, key, version, group_size)
+    _check_finite(where, weights)
     if version == 2:
         weights["token_embedding_table"] = weights["q_tokens"].dequantize()  # runq.c dequantizes it too
     return Checkpoint(config, weights, version, path, group_size)
+
+
+def _check_finite(where: str, weights: dict) -> None:
+    """Raise `CheckpointError` naming the first tensor that holds a NaN or an infinity (a diverged or corrupt export).
+
+    One NaN weight turns every logit NaN within a layer: the model would run and print ``<unk><unk>...`` with no other
+    sign, so it is refused at load. min and max propagate NaN and reach +-inf without a temporary array: two reads of the
+    memory map, ~5 ms for stories15M's 61 MB (in the page cache).
+    """
+    for name, w in weights.items():
+        a = w.scales if isinstance(w, QuantizedTensor) else w  # int8 values are finite; a scale is not, or a row is NaN
+        if np.isfinite(a.min()) and np.isfinite(a.max()):
+            continue
+        bad = ~np.isfinite(a)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "scales of the int8 " if isinstance(w, QuantizedTensor) else ""
+        layer = f" (layer {first[0]})" if a.ndim == 3 or name in ("rms_att_weight", "rms_ffn_weight") else ""
+        raise CheckpointError(f"{where}: weight {name!r} holds {int(bad.sum()):,} non-finite {what}value(s), the first "
+                              f"{float(a[first])} at index {first}{layer}: the checkpoint is corrupt or was exported from a diverged run")
 
 
 def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -275,6 +295,8 @@ class Tokenizer:
         self.scores = np.asarray(scores, dtype=np.float32)
         if len(self.scores) != len(self.pieces):
             raise CheckpointError(f"{len(self.pieces)} pieces but {len(self.scores)} scores")
+        if len(self.pieces) <= EOS_ID:
+            raise CheckpointError(f"{path or 'tokenizer'}: {len(self.pieces)} tokens; run.c's tokenizer needs at least 3 (0 <unk>, 1 BOS, 2 EOS)")
         self.max_token_length = max(map(len, self.pieces), default=0) if max_token_length is None else max_token_length
         self.path, self.vocab_size = path, len(self.pieces)
         self._c = [p.split(b"\0")[0] for p in self.pieces]  # run.c sees C strings
@@ -316,7 +338,10 @@ class Tokenizer:
             scores.append(score)
             off += 8 + n
         if vocab_size is not None and len(pieces) != vocab_size:
-            raise CheckpointError(f"{where}: tokenizer has {len(pieces)} tokens, model expects {vocab_size}")
+            raise CheckpointError(f"{where}: tokenizer has {len(pieces)} tokens, model expects {vocab_size} (a tokenizer from another model?)")
+        longest = max(map(len, pieces), default=0)
+        if max_len < longest:  # run.c sizes its merge buffer by it: a longer piece would overflow it
+            raise CheckpointError(f"{where}: corrupt tokenizer: header says max_token_length {max_len}, but a piece is {longest} bytes long")
         return cls(pieces, scores, max_len, path)
 
     def encode(self, text: str | bytes, bos: bool = True, eos: bool = False) -> list[int]:
@@ -337,7 +362,7 @@ class Tokenizer:
             if i + 1 < len(data) and data[i + 1] & 0xC0 == 0x80 and len(buf) < 4:
                 continue
             tid = self._id.get(buf)
-            tokens.extend([tid] if tid is not None else [b + 3 for b in buf])
+            tokens.extend([tid] if tid is not None else [self._byte_id(b, buf) for b in buf])
             buf = b""
         c, score = self._c, self._score
 
@@ -359,6 +384,16 @@ class Tokenizer:
                 if 0 <= i < len(pairs):
                     pairs[i] = pair(i)
         return tokens + [EOS_ID] if eos else tokens
+
+    def _byte_id(self, b: int, char: bytes) -> int:
+        """run.c's byte fallback: byte ``b`` is token ``b + 3``, which must be the piece ``<0xNN>`` (else the ids are another vocabulary's)."""
+        tid = b + 3
+        if tid >= self.vocab_size or self._c[tid] != b"<0x%02X>" % b:
+            got = f"{self._c[tid]!r}" if tid < self.vocab_size else f"nothing (vocab_size {self.vocab_size})"
+            text = char.decode("utf-8", "backslashreplace")
+            raise CheckpointError(f"tokenizer{' ' + str(self.path) if self.path else ''} cannot encode {text!r}: run.c's byte fallback needs "
+                                  f"the piece <0x{b:02X}> at id {tid}, found {got} (llama2.c tokenizers hold the 256 byte pieces at ids 3-258)")
+        return tid
 
     def decode_bytes(self, prev_token: int, token: int) -> bytes:
         """The bytes run.c's ``decode(prev_token, token)`` returns (a raw byte token ``<0xNN>`` gives that byte)."""

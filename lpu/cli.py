@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--chip", default="lpu-v1")
     c.add_argument("--context", type=integer(0), default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
     c.add_argument("--batch", type=integer(1), default=1, help="users whose KV cache is held")
-    c.add_argument("--reserve", type=number(0, 1, high_open=True), default=sram.RESERVE_FRACTION.nominal, help="fraction of each chip's SRAM reserved (default %(default)s)")
+    c.add_argument("--reserve", type=number(0, 1, high_open=True), default=sram.RESERVE_FRACTION.nominal,
+                   help="fraction of each chip's SRAM reserved, in [0, 1) (default %(default)s)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=chips)
     s = sub.add_parser("specs", help="a hardware spec with sources")

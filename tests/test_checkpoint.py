@@ -1,6 +1,7 @@
 """Tests of lpu.checkpoint: llama2.c model files (versions 0, 1, 2) and the llama2.c tokenizer."""
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -285,3 +286,41 @@ def test_tokenizer_must_match_the_model(tmp_path):
     assert Tokenizer.from_file(TOK512, vocab_size=vocab).vocab_size == 512
     with pytest.raises(CheckpointError, match="tokenizer has 512 tokens, model expects 32000"):
         Tokenizer.from_file(TOK512, vocab_size=32000)
+
+
+# ---- inputs that would run and print garbage -----------------------------------------------------------------------------
+@pytest.mark.parametrize("version", [0, 1, 2])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, version, bad):
+    c = tiny(False)
+    w = random_weights(c)
+    if version == 2:  # int8 values cannot be NaN: a scale can (a row of the dequantized matrix then is)
+        q = quantize_int8(w["w1"], 16)
+        q.scales[1, 7, 0] = bad
+        w["w1"] = q
+    else:
+        w["w1"][1, 7, 3] = bad
+    path = write_llama2c(tmp_path / "m.bin", c, w, version=version, group_size=16)
+    where = "(1, 7, 0)" if version == 2 else "(1, 7, 3)"
+    with pytest.raises(CheckpointError, match=rf"m\.bin: weight 'w1' holds 1 non-finite .*value\(s\), the first {bad} at index "
+                                              rf"{re.escape(where)} \(layer 1\)"):
+        read_llama2c(path)
+    w = random_weights(c)
+    w["rms_final_weight"][5] = bad  # a 1-d tensor: no layer
+    with pytest.raises(CheckpointError, match=rf"'rms_final_weight' holds 1 non-finite value\(s\), the first {bad} at index \(5,\):"):
+        read_llama2c(write_llama2c(tmp_path / "m.bin", c, w, version=version, group_size=16))
+
+
+def test_tokenizer_header_and_byte_fallback_are_checked(tmp_path):
+    pieces, scores = small_vocab()
+    path = write_tokenizer(tmp_path / "tok.bin", pieces, scores)
+    path.write_bytes(struct.pack("<i", 5) + path.read_bytes()[4:])  # "\n</s>\n" and "<0x00>"... are 6 bytes long
+    with pytest.raises(CheckpointError, match=r"tok\.bin: corrupt tokenizer: header says max_token_length 5, but a piece is 6 bytes long"):
+        Tokenizer.from_file(path)
+    shuffled = pieces[:3] + pieces[4:259] + pieces[3:4] + pieces[259:]  # a vocabulary whose byte pieces are not where run.c looks
+    tok = Tokenizer(shuffled, scores)
+    assert tok.encode("abc") == [1, 265, 264]  # no byte fallback needed: fine
+    with pytest.raises(CheckpointError, match=r"cannot encode 'ü': run.c's byte fallback needs the piece <0xC3> at id 198, found b'<0xC4>'"):
+        tok.encode("ü")
+    with pytest.raises(CheckpointError, match=r"needs the piece <0x7A> at id 125, found nothing \(vocab_size 8\)"):
+        Tokenizer([b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b" a", b"ab"], [0] * 8).encode("z")

@@ -1,3 +1,5 @@
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -37,7 +39,57 @@ def test_python_dash_m_and_help():
     for sub in ("tour", "chips", "specs"):
         assert sub in r.stdout
     r = subprocess.run([sys.executable, "-m", "lpu", "specs", "h100"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "3350000000000" in r.stdout
+    assert r.returncode == 0 and "3.35e+12" in r.stdout
+
+
+def test_specs_show_every_field_with_its_range_and_source(capsys):
+    from lpu import hardware
+
+    for name in hardware.names():
+        spec = hardware.get(name)
+        assert cli.main(["specs", name]) == 0
+        out = capsys.readouterr().out.split(f"{spec.name}: every field")[1]  # a chip's key facts come first
+        rows = cli.spec_rows(spec)
+        assert {r[0] for r in rows} == {f.name for f in dataclasses.fields(spec)} - {"name", "source", "sources", "ranges"}
+        for field, value, span, source in rows:
+            line = next(line for line in out.splitlines() if line.startswith(field + " "))
+            assert value in line and span in line and line.endswith(source) and source == spec.source_of(field)
+    h100 = {r[0]: r for r in cli.spec_rows(hardware.get("h100"))}
+    r = hardware.get("h100").range("price_usd")
+    assert h100["price_usd"][1:] == [f"{r.nominal:g}", f"{r.low:g}-{r.high:g}", r.source]  # the ranged field, from its own source
+    assert h100["hbm_bandwidth_Bps"][1:] == ["3.35e+12", "", hardware.get("h100").source]
+
+
+@pytest.mark.parametrize("argv, flag, why", [
+    (["generate", "--seed", "-1"], "--seed", "must be an integer >= 0, got -1"),
+    (["generate", "--max-new-tokens", "ten"], "--max-new-tokens", "expected an integer >= 0, got 'ten'"),
+    (["generate", "--temperature", "nan"], "--temperature", "must be a number in [0, inf), got 'nan'"),
+    (["generate", "--top-p", "0"], "--top-p", "must be a number in (0, 1], got '0'"),
+    (["generate", "--top-p", "1.5"], "--top-p", "must be a number in (0, 1], got '1.5'"),
+    (["chips", "--context", "-5"], "--context", "must be an integer >= 0, got -5"),
+    (["chips", "--batch", "0"], "--batch", "must be an integer >= 1, got 0"),
+    (["chips", "--reserve", "1"], "--reserve", "must be a number in [0, 1), got '1'"),
+    (["simulate", "--chips", "0"], "--chips", "must be an integer >= 1, got 0"),
+    (["simulate", "--users", "2.5"], "--users", "expected an integer >= 1, got '2.5'"),
+    (["simulate", "--prompt-tokens", "0"], "--prompt-tokens", "must be an integer >= 1, got 0"),
+    (["simulate", "--output-tokens", "-3"], "--output-tokens", "must be an integer >= 1, got -3"),
+    (["voice", "--silence-ms", "-1"], "--silence-ms", "must be a number in [0, inf), got '-1'"),
+    (["voice", "--samples", "0"], "--samples", "must be an integer >= 1, got 0"),
+])
+def test_numeric_flags_are_checked_naming_the_flag_before_any_output(capsys, argv, flag, why):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and out == "" and err.rstrip().endswith(f"error: argument {flag}: {why}")
+
+
+def test_every_numeric_flag_is_typed():
+    """No flag is a bare int or float: each has a type that says its range (and so argparse names the flag)."""
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in subs.items():
+        for action in sub._actions:
+            assert action.type not in (int, float), f"lpu {name} {action.option_strings}: use cli.integer() or cli.number()"
 
 
 def test_voice_matches_the_library(capsys):
