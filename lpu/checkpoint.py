@@ -272,6 +272,57 @@ def write_llama2c(path: str | os.PathLike, config: ModelConfig, weights: dict, v
     return path
 
 
+_STATE_DICT_NAMES = {"rms_att_weight": "attention_norm", "wq": "attention.wq", "wk": "attention.wk", "wv": "attention.wv",
+                     "wo": "attention.wo", "rms_ffn_weight": "ffn_norm", "w1": "feed_forward.w1", "w2": "feed_forward.w2",
+                     "w3": "feed_forward.w3"}  # llama2.c's model.py (and Meta's Llama) per-layer names, without ".weight"
+
+
+def from_state_dict(state_dict: dict, n_heads: int, seq_len: int, n_kv_heads: int | None = None, name: str = "model") -> tuple[ModelConfig, dict]:
+    """The `ModelConfig` and weights of a PyTorch Llama state dict named as llama2.c's ``model.py`` names it, for `write_llama2c`.
+
+    For a checkpoint you have (llama2.c's ``train.py`` saves ``torch.load("out/ckpt.pt")["model"]``, its
+    ``model_args`` give n_heads, n_kv_heads and max_seq_len); shapes give the other sizes. Keys may carry
+    torch.compile's ``_orig_mod.`` prefix; values are tensors (any float dtype) or arrays. Hugging Face's
+    ``q_proj``/``k_proj`` layout (rotary dimensions permuted) is a different format and is refused.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the missing key, or sizes that do not fit ``n_heads``.
+    """
+    def arr(v) -> np.ndarray:
+        v = v.detach().float().cpu().numpy() if hasattr(v, "detach") else v  # torch tensors, without importing torch
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    sd = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    for key in ("tok_embeddings.weight", "norm.weight"):
+        if key not in sd:
+            hint = " (a Hugging Face one? llama2.c's export.py --hf writes it as a .bin that read_llama2c reads)" if any("q_proj" in k for k in sd) else ""
+            raise CheckpointError(f"state dict has no {key!r}: not a llama2.c / Meta Llama state dict{hint}")
+    n_layers = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("layers.")), default=-1)
+    weights = {"token_embedding_table": arr(sd["tok_embeddings.weight"]), "rms_final_weight": arr(sd["norm.weight"])}
+    for ours, theirs in _STATE_DICT_NAMES.items():
+        keys = [f"layers.{i}.{theirs}.weight" for i in range(n_layers)]
+        if missing := [k for k in keys if k not in sd]:
+            raise CheckpointError(f"state dict has no {missing[0]!r}")
+        weights[ours] = np.stack([arr(sd[k]) for k in keys])
+    vocab, dim = weights["token_embedding_table"].shape
+    out = sd.get("output.weight")
+    tied = out is None or out is sd["tok_embeddings.weight"] or np.array_equal(arr(out), weights["token_embedding_table"])
+    if not tied:
+        weights["wcls"] = arr(out)
+    kv_heads = n_kv_heads or n_heads
+    if weights["wk"].shape[1] * n_heads != dim * kv_heads:
+        raise CheckpointError(f"state dict: wk has {weights['wk'].shape[1]} rows, dim {dim} with n_heads {n_heads} and n_kv_heads {kv_heads} "
+                              f"needs {dim * kv_heads // n_heads}: check n_heads / n_kv_heads")
+    try:
+        config = ModelConfig(name, dim, n_layers, n_heads, kv_heads, weights["w1"].shape[1], vocab, seq_len, tied_embeddings=tied,
+                             source=f"PyTorch state dict ({n_layers} layers), converted by lpu.checkpoint.from_state_dict")
+    except ValueError as e:
+        raise CheckpointError(f"state dict: {e}") from None
+    return config, weights
+
+
 _BYTE_TOKEN = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")  # run.c: sscanf(piece, "<0x%02hhX>", &byte_val) == 1
 
 

@@ -13,6 +13,7 @@ from lpu.checkpoint import (
     Checkpoint,
     CheckpointError,
     Tokenizer,
+    from_state_dict,
     read_llama2c,
     rope_tables,
     write_llama2c,
@@ -324,3 +325,27 @@ def test_tokenizer_header_and_byte_fallback_are_checked(tmp_path):
         tok.encode("ü")
     with pytest.raises(CheckpointError, match=r"needs the piece <0x7A> at id 125, found nothing \(vocab_size 8\)"):
         Tokenizer([b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b" a", b"ab"], [0] * 8).encode("z")
+
+
+def test_from_state_dict_converts_a_llama2c_pytorch_state_dict(tmp_path):
+    """The state dict of llama2.c's model.py (arrays here; torch tensors behave alike) -> write_llama2c -> the same weights back."""
+    for tied in (True, False):
+        c, w = tiny(tied), random_weights(tiny(tied))
+        theirs = {"tok_embeddings.weight": w["token_embedding_table"], "norm.weight": w["rms_final_weight"]}
+        theirs["output.weight"] = theirs["tok_embeddings.weight"] if tied else w["wcls"]
+        names = {"rms_att_weight": "attention_norm", "wq": "attention.wq", "wk": "attention.wk", "wv": "attention.wv", "wo": "attention.wo",
+                 "rms_ffn_weight": "ffn_norm", "w1": "feed_forward.w1", "w2": "feed_forward.w2", "w3": "feed_forward.w3"}
+        for ours, name in names.items():
+            for i in range(c.n_layers):
+                theirs[f"_orig_mod.layers.{i}.{name}.weight"] = w[ours][i].astype(np.float64)  # torch.compile's prefix, another dtype
+        config, weights = from_state_dict(theirs, n_heads=c.n_heads, seq_len=c.seq_len, n_kv_heads=c.n_kv_heads, name="tiny")
+        assert same_shape(config, c)
+        back = read_llama2c(write_llama2c(tmp_path / "m.bin", config, weights, version=1))
+        for k, v in back.weights.items():
+            np.testing.assert_array_equal(v, w[k])
+    with pytest.raises(CheckpointError, match="wk has 16 rows, dim 32 with n_heads 4 and n_kv_heads 4 needs 32"):
+        from_state_dict(theirs, n_heads=4, seq_len=16)
+    with pytest.raises(CheckpointError, match="no 'layers.1.feed_forward.w3.weight'"):
+        from_state_dict({k: v for k, v in theirs.items() if k != "_orig_mod.layers.1.feed_forward.w3.weight"}, n_heads=4, seq_len=16)
+    with pytest.raises(CheckpointError, match="a Hugging Face one"):
+        from_state_dict({"model.layers.0.self_attn.q_proj.weight": np.zeros((4, 4))}, n_heads=1, seq_len=4)

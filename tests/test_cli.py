@@ -1,12 +1,15 @@
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from lpu import cli, sram
+from lpu.checkpoint import read_llama2c
 
 
 def test_tour_prints_the_headline_table(capsys):
@@ -101,3 +104,14 @@ def test_voice_matches_the_library(capsys):
     assert rows[0]["p50_s"] == pytest.approx(voice.monte_carlo("lpu-llama2-70b", n=2000).p50_s, rel=1e-9)
     assert cli.main(["voice", "--profile", "gpt-5"]) == 2
     assert "known: lpu-llama2-70b" in capsys.readouterr().err
+
+
+def test_readme_checkpoint_example_runs_as_it_stands(tmp_path):
+    """The README's runnable llama2.c example (rewrite the bundled model as version 2, generate from the file), run verbatim."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("This runs as it stands", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ROMEO:") and len(r.stdout) > 20 and "(int8 weights)" in r.stderr
+    assert read_llama2c(tmp_path / "tiny_q8.bin").version == 2

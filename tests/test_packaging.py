@@ -72,11 +72,11 @@ def test_distribution_metadata():
 
 
 def test_package_data_covers_every_data_file():
-    """Every file under lpu/data matches a package-data pattern, so that the wheel ships it (an installed lpu reads it there)."""
+    """Every file of lpu/ but its modules matches a package-data pattern, so that the wheel ships it (an installed lpu reads it there)."""
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["lpu"]
-    data = [p.relative_to(ROOT / "lpu").as_posix() for p in (ROOT / "lpu" / "data").rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ROOT / "lpu").parts)]
-    assert data and lpu.DATA_DIR == ROOT / "lpu" / "data"
+    skip = lambda parts: any(p.startswith(".") or p == "__pycache__" for p in parts) or parts[-1].endswith(".py")  # noqa: E731
+    data = [p.relative_to(ROOT / "lpu").as_posix() for p in (ROOT / "lpu").rglob("*") if p.is_file() and not skip(p.relative_to(ROOT / "lpu").parts)]
+    assert "data/published.csv" in data and lpu.DATA_DIR == ROOT / "lpu" / "data"
     for f in data:
         assert any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns), f"{f} matches none of {patterns}"
     manifest = (ROOT / "MANIFEST.in").read_text()
