@@ -18,18 +18,20 @@ TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's tr
 TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's published system size, and Llama 2 70B at the fewest chips
 
 
-def integer(low: int):
-    """An argparse ``type``: an integer >= ``low``; argparse's error names the flag ("argument --seed: ...")."""
+def integer(low: int, high: int | None = None):
+    """An argparse ``type``: an integer >= ``low`` (and <= ``high``); argparse's error names the flag ("argument --seed: ...")."""
+    span = f">= {low}" if high is None else f"in {low}..{high}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = f"integer {span}"
     return parse
 
 

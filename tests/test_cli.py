@@ -2,6 +2,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,15 @@ def test_readme_checkpoint_example_runs_as_it_stands(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ROMEO:") and len(r.stdout) > 20 and "(int8 weights)" in r.stderr
     assert read_llama2c(tmp_path / "tiny_q8.bin").version == 2
+
+
+def test_argument_types_bounds():
+    port = cli.integer(1, 65535)
+    assert port("8000") == 8000 and cli.number(0, low_open=True)("1e-3") == 1e-3
+    for bad, why in [("0", "must be an integer in 1..65535, got 0"), ("65536", "must be an integer in 1..65535, got 65536"),
+                     ("80.5", "expected an integer in 1..65535, got '80.5'")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(why)):
+            port(bad)
+    for bad in ("0", "inf", "-inf", "nan", "ten"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"must be a number in (0, inf), got {bad!r}")):
+            cli.number(0, low_open=True)(bad)
