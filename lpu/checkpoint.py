@@ -300,6 +300,8 @@ def from_state_dict(state_dict: dict, n_heads: int, seq_len: int, n_kv_heads: in
             hint = " (a Hugging Face one? llama2.c's export.py --hf writes it as a .bin that read_llama2c reads)" if any("q_proj" in k for k in sd) else ""
             raise CheckpointError(f"state dict has no {key!r}: not a llama2.c / Meta Llama state dict{hint}")
     n_layers = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("layers.")), default=-1)
+    if n_layers == 0:
+        raise CheckpointError("state dict has no 'layers.0.*' weights")
     weights = {"token_embedding_table": arr(sd["tok_embeddings.weight"]), "rms_final_weight": arr(sd["norm.weight"])}
     for ours, theirs in _STATE_DICT_NAMES.items():
         keys = [f"layers.{i}.{theirs}.weight" for i in range(n_layers)]

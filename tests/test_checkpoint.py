@@ -347,5 +347,7 @@ def test_from_state_dict_converts_a_llama2c_pytorch_state_dict(tmp_path):
         from_state_dict(theirs, n_heads=4, seq_len=16)
     with pytest.raises(CheckpointError, match="no 'layers.1.feed_forward.w3.weight'"):
         from_state_dict({k: v for k, v in theirs.items() if k != "_orig_mod.layers.1.feed_forward.w3.weight"}, n_heads=4, seq_len=16)
+    with pytest.raises(CheckpointError, match=r"no 'layers.0.\*' weights"):
+        from_state_dict({"tok_embeddings.weight": np.zeros((4, 4)), "norm.weight": np.ones(4)}, n_heads=1, seq_len=4)
     with pytest.raises(CheckpointError, match="a Hugging Face one"):
         from_state_dict({"model.layers.0.self_attn.q_proj.weight": np.zeros((4, 4))}, n_heads=1, seq_len=4)
