@@ -13,8 +13,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# JupyterLab on notebooks/, on 127.0.0.1 unless LAB_ARGS names an --ip; it prints its URL with the login token. As root
+# (a container, a workshop VM) it adds --allow-root. LAB_ARGS passes flags on: make lab LAB_ARGS="--port 8890 --no-browser",
+# or LAB_ARGS="--ip 0.0.0.0 --no-browser" to reach it through a container's published port.
+LAB_ARGS ?=
+LAB_CMD = $(VENV)/bin/jupyter lab notebooks/$(if $(findstring -ip,$(LAB_ARGS))$(findstring .ip=,$(LAB_ARGS)),, --ip 127.0.0.1)$(if $(filter 0,$(shell id -u)), --allow-root) $(LAB_ARGS)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(LAB_CMD)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lpu tests benchmarks scripts
@@ -24,6 +29,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip uninstall -q -y lpu 2>/dev/null || true  # the distribution's name before lpu-explained (a venv made then)
 	$(PY) -m pip install -e ".[notebooks,dev,voice,serve,sweep]"
 	touch $(STAMP)
 
