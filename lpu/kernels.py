@@ -1,8 +1,9 @@
 """CPU kernels for Llama token generation: llama2.c's run.c / runq.c in numba.
 
-Read top to bottom: the matrix-vector product that dominates decoding (fp32,
-fp16 storage, int8 groups), its small-batch variant, the cheap vector kernels
-of a layer (rmsnorm, rope, attention, swiglu, softmax), and the sampler.
+Read top to bottom: the linear layer that dominates decoding (fp32, fp16
+storage, int8 groups; one token or a batch of them), the cheap vector kernels
+of a layer (rmsnorm, rope, attention, swiglu, softmax), the whole forward pass
+of a model as one compiled call, and the sampler.
 Introduced in ``notebooks/03_token_generation.ipynb``.
 
 * Activations are float32 and C-contiguous; accumulation is fp32.
@@ -26,7 +27,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from .quant import QuantizedTensor
+from .quant import QuantizedTensor, to_precision
 
 # All the jit flags, in one place. This fastmath subset lets LLVM reorder float sums
 # (vectorised reductions with several partial sums) and fuse multiply-adds, but unlike
@@ -38,153 +39,140 @@ _pjit = numba.njit(**_JIT, parallel=True)  # for loops over prange
 
 
 @intrinsic
-def _half_to_float(typingctx, bits):
-    """fp16 bits (uint16) -> float32, exactly (``vcvtph2ps`` on x86). numba has no CPU
-    float16 type, so fp16 weights reach the kernels as their uint16 bit patterns."""
-    if bits != types.uint16:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return types.float32(types.uint16), codegen
-
-
-# ---- matvec: out (d_out,) = W (d_out, d_in) @ x (d_in,) ---------------------------
-# fp32 takes rows in pairs (an odd last row is done twice): x is loaded once for two rows,
-# two memory streams are in flight per core: +20% on an AMD EPYC and an Intel Xeon. fp16
-# and int8 go row by row: pairs cost them 30% on the EPYC (their conversions fill the core).
+def _to_f32(typingctx, v):
+    """A stored weight as float32: fp32 as is, fp16 bits (uint16) widened exactly (``vcvtph2ps`` on
+    x86), int8 converted. numba has no CPU float16 type, so fp16 weights reach the kernels as their
+    uint16 bit patterns; one kernel body then serves the three storage precisions."""
+    if v == types.float32:
+        return types.float32(v), lambda context, builder, signature, args: args[0]
+    if v == types.uint16:
+        return types.float32(v), lambda context, builder, signature, args: builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    if v == types.int8:
+        return types.float32(v), lambda context, builder, signature, args: builder.sitofp(args[0], ir.FloatType())
+    return None
 
 
-@_pjit
-def _matvec_f32(W, x, out):
-    d_out, d_in = W.shape
-    for p in prange((d_out + 1) // 2):  # row pairs split over threads
-        i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-        acc0 = acc1 = np.float32(0.0)
-        for j in range(d_in):  # contiguous: vectorised, several partial sums per row
-            acc0 += W[i0, j] * x[j]
-            acc1 += W[i1, j] * x[j]
-        out[i0], out[i1] = acc0, acc1
-
-
-@_pjit
-def _matvec_f16(Wbits, x, out):  # Wbits: the fp16 weights as uint16 (d_out, d_in)
-    for i in prange(Wbits.shape[0]):
-        acc = np.float32(0.0)
-        for j in range(Wbits.shape[1]):
-            acc += _half_to_float(Wbits[i, j]) * x[j]  # widen to fp32, accumulate in fp32
-        out[i] = acc
-
-
-@_pjit
-def _matvec_int8(q, scales, x, out):
-    # q (d_out, n_groups, G) int8 and x (n_groups, G): views in which every index counts up
-    # from 0, so the group loop vectorises; scales (d_out, n_groups) fp32. Unlike runq.c, x
-    # stays fp32 (runq.c rounds it to int8 per group too): the int8 weights are what is read
-    # from memory, and the result is ~1e4 x more accurate (1e-7 relative, not 5e-3).
-    x = x.reshape(q.shape[1], q.shape[2])
-    for i in prange(q.shape[0]):
-        acc = np.float32(0.0)
-        for g in range(q.shape[1]):
-            s = np.float32(0.0)
-            for k in range(q.shape[2]):
-                s += np.float32(q[i, g, k]) * x[g, k]
-            acc += s * scales[i, g]  # one scale per group of G weights
-        out[i] = acc
-
-
-# ---- matmul: out (B, d_out) = X (B, d_in) @ W.T; each weight row is read once for all B ----
-# Arithmetic, not memory, limits a batch: a micro-kernel does 2 rows x 4 batch members so
-# each load of W or X feeds several multiply-adds. fp16 and int8 first widen the pair of
-# rows to fp32 in a buffer per chunk of rows: one conversion per weight, not per member.
+# ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
+# Every storage precision is one layout: ``data`` (d_out, n_groups, G) with ``scales`` (d_out, n_groups):
+# int8 groups of G weights share an fp32 scale (llama2.c's Q8_0); fp32 and fp16 are one group of
+# G = d_in with scale 1 (exact). Rows go in pairs (an odd last row is done twice): each load of x
+# feeds two rows, two weight streams are in flight per core (+20% on an AMD EPYC and an Intel Xeon).
+# With T >= 4 rows (prefill, speculative verification) a micro-kernel does 2 rows x 4 activation
+# rows, so each weight load feeds 4 multiply-adds: arithmetic, not memory, limits a batch.
 
 
 @_jit
-def _matmul_tile(w0, w1, X, out, i0, i1):  # rows w0, w1 (d_in,) fp32 -> out[:, i0], out[:, i1]
-    B, full = X.shape[0], X.shape[0] - X.shape[0] % 4
-    for b in range(0, full, 4):  # 2 rows x 4 batch members: 8 sums in registers
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-        for j in range(w0.shape[0]):
-            x0, x1, x2, x3 = X[b, j], X[b + 1, j], X[b + 2, j], X[b + 3, j]
-            a00 += w0[j] * x0
-            a01 += w0[j] * x1
-            a02 += w0[j] * x2
-            a03 += w0[j] * x3
-            a10 += w1[j] * x0
-            a11 += w1[j] * x1
-            a12 += w1[j] * x2
-            a13 += w1[j] * x3
-        out[b, i0], out[b + 1, i0], out[b + 2, i0], out[b + 3, i0] = a00, a01, a02, a03
-        out[b, i1], out[b + 1, i1], out[b + 2, i1], out[b + 3, i1] = a10, a11, a12, a13
-    for b in range(full, B):  # the last B % 4 members: 2 rows x 1
-        a0 = a1 = np.float32(0.0)
-        for j in range(w0.shape[0]):
-            a0 += w0[j] * X[b, j]
-            a1 += w1[j] * X[b, j]
-        out[b, i0], out[b, i1] = a0, a1
+def _pair(wa, sa, wb, sb, X, oa, ia, ob, ib):
+    """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored, sa, sb (n_groups,) their
+    scales, X (T, n_groups, G) fp32. Sums run over each group in fp32, then times the group's scale."""
+    T, ng, G = X.shape
+    full = T - T % 4
+    for b in range(0, full, 4):  # 2 rows x 4 activation rows: 8 sums in registers
+        t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = np.float32(0.0)
+        for g in range(ng):
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+            for k in range(G):  # contiguous: vectorised, several partial sums per row
+                u, w = _to_f32(wa[g, k]), _to_f32(wb[g, k])
+                x0, x1, x2, x3 = X[b, g, k], X[b + 1, g, k], X[b + 2, g, k], X[b + 3, g, k]
+                a00 += u * x0
+                a01 += u * x1
+                a02 += u * x2
+                a03 += u * x3
+                a10 += w * x0
+                a11 += w * x1
+                a12 += w * x2
+                a13 += w * x3
+            t00 += a00 * sa[g]
+            t01 += a01 * sa[g]
+            t02 += a02 * sa[g]
+            t03 += a03 * sa[g]
+            t10 += a10 * sb[g]
+            t11 += a11 * sb[g]
+            t12 += a12 * sb[g]
+            t13 += a13 * sb[g]
+        oa[b, ia], oa[b + 1, ia], oa[b + 2, ia], oa[b + 3, ia] = t00, t01, t02, t03
+        ob[b, ib], ob[b + 1, ib], ob[b + 2, ib], ob[b + 3, ib] = t10, t11, t12, t13
+    for b in range(full, T):  # the last T % 4 rows (decoding: the only one): 2 rows x 1
+        t0 = t1 = np.float32(0.0)
+        for g in range(ng):
+            a0 = a1 = np.float32(0.0)
+            for k in range(G):
+                a0 += _to_f32(wa[g, k]) * X[b, g, k]
+                a1 += _to_f32(wb[g, k]) * X[b, g, k]
+            t0 += a0 * sa[g]
+            t1 += a1 * sb[g]
+        oa[b, ia], ob[b, ib] = t0, t1
 
 
 @_pjit
-def _matmul_f32(W, X, out, n_chunks):
-    d_out, d_in = W.shape
+def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+    d_out, ng, G = data.shape
+    X3 = X.reshape(X.shape[0], ng, G)  # a view in which every index counts up from 0: the group loop vectorises
     n_pairs = (d_out + 1) // 2
+    n_chunks = min(n_chunks, n_pairs)
     for c in prange(n_chunks):  # chunks of row pairs split over threads
         for p in range(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks):
             i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            _matmul_tile(W[i0], W[i1], X, out, i0, i1)
+            _pair(data[i0], scales[i0], data[i1], scales[i1], X3, out, i0, out, i1)
 
 
 @_pjit
-def _matmul_f16(Wbits, X, out, n_chunks):
-    d_out, d_in = Wbits.shape
-    n_pairs = (d_out + 1) // 2
-    for c in prange(n_chunks):
-        w = np.empty((2, d_in), np.float32)  # the pair in fp32
-        for p in range(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks):
-            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            for j in range(d_in):
-                w[0, j] = _half_to_float(Wbits[i0, j])
-                w[1, j] = _half_to_float(Wbits[i1, j])
-            _matmul_tile(w[0], w[1], X, out, i0, i1)
+def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):  # H1 <- silu(X @ w1.T) * (X @ w3.T); w1, w3 (hidden, dim)
+    hidden, ng, G = d1.shape
+    X3 = X.reshape(X.shape[0], ng, G)
+    n_chunks = min(n_chunks, hidden)
+    for c in prange(n_chunks):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
+        for i in range(c * hidden // n_chunks, (c + 1) * hidden // n_chunks):
+            _pair(d1[i], s1[i], d3[i], s3[i], X3, H1, i, H3, i)
+            for b in range(X.shape[0]):
+                v = H1[b, i]
+                H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]
 
 
-@_pjit
-def _matmul_int8(q, scales, X, out, n_chunks):  # q (d_out, n_groups, G), X (B, d_in)
-    d_out, n_groups, G = q.shape
-    n_pairs = (d_out + 1) // 2
-    for c in prange(n_chunks):
-        w = np.empty((2, n_groups, G), np.float32)  # the pair dequantised
-        flat = w.reshape(2, n_groups * G)
-        for p in range(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks):
-            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            for g in range(n_groups):
-                for k in range(G):
-                    w[0, g, k] = np.float32(q[i0, g, k]) * scales[i0, g]
-                    w[1, g, k] = np.float32(q[i1, g, k]) * scales[i1, g]
-            _matmul_tile(flat[0], flat[1], X, out, i0, i1)
+def _chunks() -> int:
+    """Chunks a linear layer's rows are cut into: one with one thread (no scheduling), else 4 per thread."""
+    n = numba.get_num_threads()
+    return 1 if n == 1 else 4 * n
 
 
-_MATVEC = {"f32": _matvec_f32, "f16": _matvec_f16, "int8": _matvec_int8}
-_MATMUL = {"f32": _matmul_f32, "f16": _matmul_f16, "int8": _matmul_int8}
+def stored(W: np.ndarray | QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays the kernels read for weights W (..., d_out, d_in) (fp32, fp16 or a `QuantizedTensor`):
+    ``data`` (..., d_out, n_groups, G) in the storage precision (fp16 as its uint16 bits, a view where it
+    can be) and fp32 ``scales`` (..., d_out, n_groups), ones for fp32 and fp16."""
+    if isinstance(W, QuantizedTensor):
+        return np.ascontiguousarray(W.q).reshape(W.q.shape[:-1] + (-1, W.group_size)), np.ascontiguousarray(W.scales)
+    data = W if W.dtype == np.float32 else W.view(np.uint16)
+    return data.reshape(W.shape[:-1] + (1, W.shape[-1])), np.ones(W.shape[:-1] + (1,), np.float32)
 
 
 def _weight_arrays(fn, W):
-    """(kernel kind, arrays for the kernel, (d_out, d_in)) of a weight matrix, or ValueError."""
+    """((data, scales) for the kernels, (d_out, d_in)) of a weight matrix, or ValueError naming ``fn``."""
     if isinstance(W, QuantizedTensor):
         if W.q.ndim != 2:
             raise ValueError(f"{fn}: W must be 2-D (d_out, d_in), got a QuantizedTensor of shape {W.shape}")
-        q, scales = np.ascontiguousarray(W.q), np.ascontiguousarray(W.scales)
-        return "int8", (q.reshape(q.shape[0], -1, W.group_size), scales), W.shape
+        return stored(W), W.shape
     if not isinstance(W, np.ndarray) or W.ndim != 2:
         raise ValueError(f"{fn}: W must be a 2-D (d_out, d_in) numpy array or a QuantizedTensor, got {getattr(W, 'shape', type(W))}")
     if not W.flags.c_contiguous:
         raise ValueError(f"{fn}: W must be C-contiguous (row-major); use np.ascontiguousarray(W)")
-    if W.dtype == np.float32:
-        return "f32", (W,), W.shape
-    if W.dtype == np.float16:
-        return "f16", (W.view(np.uint16),), W.shape
-    raise ValueError(f"{fn}: W has dtype {W.dtype}; expected float32, float16 or a QuantizedTensor (int8)")
+    if W.dtype not in (np.float32, np.float16):
+        raise ValueError(f"{fn}: W has dtype {W.dtype}; expected float32, float16 or a QuantizedTensor (int8)")
+    return stored(W), W.shape
+
+
+class Linear:
+    """A weight matrix (d_out, d_in) stored at ``precision`` ("fp32", "fp16", "int8"; see
+    `lpu.quant.to_precision`), its kernel arrays checked once; ``lin(x, out)`` computes ``out = W @ x``
+    for x (d_in,) or, row by row, (T, d_in)."""
+
+    def __init__(self, w: np.ndarray | QuantizedTensor, precision: str):
+        self.w = to_precision(w, precision)
+        (self.data, self.scales), self.shape = _weight_arrays("Linear", self.w)
+        self.nbytes = self.w.nbytes
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        _linear(self.data, self.scales, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks())
+        return out
 
 
 def _check_f32(fn, name, a, shape=None, expected=None):
@@ -212,23 +200,23 @@ def _out(fn, out, shape, *inputs):
 
 def matvec(W, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``W @ x`` for W (d_out, d_in) float32, float16 or int8 `QuantizedTensor`; x (d_in,) float32 -> (d_out,)."""
-    kind, arrays, (d_out, d_in) = _weight_arrays("matvec", W)
+    (data, scales), (d_out, d_in) = _weight_arrays("matvec", W)
     if not isinstance(x, np.ndarray) or x.shape != (d_in,):
         raise ValueError(f"matvec: W has shape {(d_out, d_in)} but x has shape {getattr(x, 'shape', None)}; expected x of shape {(d_in,)}")
     _check_f32("matvec", "x", x)
     out = _out("matvec", out, (d_out,), x)
-    _MATVEC[kind](*arrays, x, out)
+    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks())
     return out
 
 
 def matmul(W, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``X @ W.T`` for a small batch X (B, d_in) float32 -> (B, d_out); W as in `matvec`, streamed once."""
-    kind, arrays, (d_out, d_in) = _weight_arrays("matmul", W)
+    """``X @ W.T`` for a batch X (B, d_in) float32 -> (B, d_out); W as in `matvec`, streamed once."""
+    (data, scales), (d_out, d_in) = _weight_arrays("matmul", W)
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != d_in:
         raise ValueError(f"matmul: W has shape {(d_out, d_in)} but X has shape {getattr(X, 'shape', None)}; expected X of shape (B, {d_in})")
     _check_f32("matmul", "X", X)
     out = _out("matmul", out, (X.shape[0], d_out), X)
-    _MATMUL[kind](*arrays, X, out, min((d_out + 1) // 2, 4 * numba.get_num_threads()))  # chunks of row pairs
+    _linear(data, scales, X, out, _chunks())
     return out
 
 
@@ -262,16 +250,32 @@ def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float = 1e-5, out: np.ndarra
 
 
 @_jit
-def _rope(q, k, pos, head_dim, theta):
-    for i in range(0, head_dim, 2):  # pair (i, i+1) of every head turns by pos * theta**(-i / head_dim)
-        angle = pos * theta ** (-i / head_dim)  # float64, as accurate at pos 8192 as at pos 0
-        c, s = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-        for j in range(i, q.shape[0], head_dim):
-            v0, v1 = q[j], q[j + 1]
-            q[j], q[j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
-        for j in range(i, k.shape[0], head_dim):
-            v0, v1 = k[j], k[j + 1]
-            k[j], k[j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
+def _rope_table(pos0, head_dim, theta, cos, sin):  # cos, sin (n, head_dim // 2): positions pos0 .. pos0 + n - 1
+    for t in range(cos.shape[0]):
+        for i in range(0, head_dim, 2):  # pair (i, i+1) of every head turns by pos * theta**(-i / head_dim)
+            angle = (pos0 + t) * theta ** (-i / head_dim)  # float64, as accurate at pos 8192 as at pos 0
+            cos[t, i // 2], sin[t, i // 2] = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+
+
+def rope_table(positions: int, head_dim: int, theta: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (positions, head_dim // 2) float32 of the angles `rope` turns each pair by, for positions 0..positions-1."""
+    cos, sin = np.empty((positions, head_dim // 2), np.float32), np.empty((positions, head_dim // 2), np.float32)
+    _rope_table(0, int(head_dim), float(theta), cos, sin)
+    return cos, sin
+
+
+@_jit
+def _rope(Q, K, pos0, cos, sin):  # Q (T, n_heads * hd), K (T, n_kv_heads * hd): row t at position pos0 + t
+    half = cos.shape[1]
+    for t in range(Q.shape[0]):
+        for i in range(half):
+            c, s = cos[pos0 + t, i], sin[pos0 + t, i]
+            for j in range(2 * i, Q.shape[1], 2 * half):
+                v0, v1 = Q[t, j], Q[t, j + 1]
+                Q[t, j], Q[t, j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
+            for j in range(2 * i, K.shape[1], 2 * half):
+                v0, v1 = K[t, j], K[t, j + 1]
+                K[t, j], K[t, j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
 
 
 def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 10000.0) -> None:
@@ -285,38 +289,43 @@ def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 1
         _check_f32("rope", name, v)
         if v.ndim != 1 or v.shape[0] % head_dim:
             raise ValueError(f"rope: {name} has shape {v.shape}; expected (n_heads * head_dim,) with head_dim={head_dim}")
-    _rope(q, k, int(pos), int(head_dim), float(theta))
+    cos, sin = np.empty((1, head_dim // 2), np.float32), np.empty((1, head_dim // 2), np.float32)
+    _rope_table(int(pos), int(head_dim), float(theta), cos, sin)
+    _rope(q.reshape(1, -1), k.reshape(1, -1), 0, cos, sin)
 
 
 @_pjit
-def _attention(q, k_cache, v_cache, pos, n_kv_heads, out):  # q, out (n_heads * head_dim,); caches (seq_len, kv_dim)
+def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att):
+    # Q, out (T, n_heads * head_dim): row t is the token at pos0 + t, attending causally over cache rows 0..pos0 + t;
+    # caches (seq_len, kv_dim); att (T * n_heads, >= pos0 + T) scratch for the scores
+    T = Q.shape[0]
     seq_len, kv_dim = k_cache.shape
     head_dim = kv_dim // n_kv_heads
-    n_heads = q.shape[0] // head_dim
+    n_heads = Q.shape[1] // head_dim
     kv_mul = n_heads // n_kv_heads  # query heads per key/value head (GQA)
     # views in which every index counts up from 0, so the loops over d vectorise
-    q, out = q.reshape(n_heads, head_dim), out.reshape(n_heads, head_dim)
+    q, o = Q.reshape(T, n_heads, head_dim), out.reshape(T, n_heads, head_dim)
     k_cache, v_cache = k_cache.reshape(seq_len, n_kv_heads, head_dim), v_cache.reshape(seq_len, n_kv_heads, head_dim)
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    att = np.empty((n_heads, pos + 1), np.float32)
-    for h in prange(n_heads):
-        g = h // kv_mul
+    for th in prange(T * n_heads):
+        t, h = th // n_heads, th % n_heads
+        g, n = h // kv_mul, pos0 + t + 1
         m = -np.inf
-        for t in range(pos + 1):  # scores against every cached key, 0..pos
+        for p in range(n):  # scores against every cached key, 0..pos
             s = np.float32(0.0)
             for d in range(head_dim):
-                s += q[h, d] * k_cache[t, g, d]
-            att[h, t] = s * scale
-            m = max(m, att[h, t])
+                s += q[t, h, d] * k_cache[p, g, d]
+            att[th, p] = s * scale
+            m = max(m, att[th, p])
         total = np.float32(0.0)
-        for t in range(pos + 1):  # softmax
-            att[h, t] = math.exp(att[h, t] - m)
-            total += att[h, t]
-        out[h, :] = 0.0
-        for t in range(pos + 1):  # weighted sum of the values
-            a = att[h, t] / total
+        for p in range(n):  # softmax
+            att[th, p] = math.exp(att[th, p] - m)
+            total += att[th, p]
+        o[t, h, :] = 0.0
+        for p in range(n):  # weighted sum of the values
+            a = att[th, p] / total
             for d in range(head_dim):
-                out[h, d] += a * v_cache[t, g, d]
+                o[t, h, d] += a * v_cache[p, g, d]
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int, n_kv_heads: int,
@@ -343,7 +352,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int,
     if not isinstance(pos, (int, np.integer)) or not 0 <= pos < seq_len:
         raise ValueError(f"attention: pos {pos!r} is outside the cache's 0..{seq_len - 1}")
     out = _out("attention", out, q.shape, q, k_cache, v_cache)
-    _attention(q, k_cache, v_cache, int(pos), int(n_kv_heads), out)
+    att = np.empty((q.shape[0] // head_dim, pos + 1), np.float32)
+    _attention(q.reshape(1, -1), k_cache, v_cache, int(pos), int(n_kv_heads), out.reshape(1, -1), att)
     return out
 
 
@@ -385,7 +395,72 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return x
 
 
+# ---- a whole forward pass in one call ----------------------------------------------
+# Decoding a small model is dominated by the cost of calling kernels, not by the kernels: one
+# compiled call per forward pass, with every buffer preallocated, replaces ~17 calls per layer.
+
+
+@_jit
+def _forward(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin, eps,
+             n_kv_heads, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks):
+    """Feed ``tokens`` (T,) at positions pos0 .. pos0 + T - 1 (causal, one chunk): the KV caches (L, seq_len,
+    kv_dim) take their keys and values, ``logits[:n_logits]`` the logits of the last n_logits positions.
+    W, S: the 7 stacked matrices (wq, wk, wv, wo, w1, w2, w3), each (L, d_out, n_groups, G), and their
+    scales; buffers of >= T rows. The ops of ``lpu.graph.prefill(model, T)`` (T = 1: ``graph.decode``)."""
+    T = tokens.shape[0]
+    x, xb, xo, q, k, v, ao, h1, h3 = X[:T], XB[:T], XO[:T], Q[:T], K[:T], V[:T], AO[:T], H1[:T], H3[:T]
+    wq, wk, wv, wo, w1, w2, w3 = W
+    sq, sk, sv, so, s1, s2, s3 = S
+    for t in range(T):
+        x[t] = emb[tokens[t]]
+    for layer in range(rms_att.shape[0]):
+        _rmsnorm(x, rms_att[layer], eps, xb)
+        _linear(wq[layer], sq[layer], xb, q, n_chunks)
+        _linear(wk[layer], sk[layer], xb, k, n_chunks)
+        _linear(wv[layer], sv[layer], xb, v, n_chunks)
+        _rope(q, k, pos0, cos, sin)
+        k_cache[layer, pos0:pos0 + T] = k
+        v_cache[layer, pos0:pos0 + T] = v
+        _attention(q, k_cache[layer], v_cache[layer], pos0, n_kv_heads, ao, att)  # attn_scores, softmax, attn_values
+        _linear(wo[layer], so[layer], ao, xo, n_chunks)
+        x += xo
+        _rmsnorm(x, rms_ffn[layer], eps, xb)
+        _ffn_in(w1[layer], s1[layer], w3[layer], s3[layer], xb, h1, h3, n_chunks)  # w1, w3, swiglu
+        _linear(w2[layer], s2[layer], h1, xo, n_chunks)
+        x += xo
+    _rmsnorm(x[T - n_logits:], rms_final, eps, xb[T - n_logits:])  # the classifier only where a token is sampled
+    _linear(wcls, scls, xb[T - n_logits:], logits[:n_logits], n_chunks)
+
+
 # ---- sampling ---------------------------------------------------------------------
+
+
+def probabilities(logits: np.ndarray, temperature: float = 0.0, top_p: float = 1.0) -> np.ndarray:
+    """The distribution (vocab_size,) float64 that `sample` draws from: one-hot at the argmax for
+    ``temperature == 0``, else ``softmax(logits / temperature)`` cut to the nucleus of ``top_p`` and renormalised."""
+    if not isinstance(logits, np.ndarray) or logits.ndim != 1 or logits.shape[0] == 0:
+        raise ValueError(f"probabilities: logits has shape {getattr(logits, 'shape', None)}; expected a non-empty 1-D array")
+    out = np.zeros(logits.shape[0], np.float64)
+    if temperature == 0:
+        out[int(np.argmax(logits))] = 1.0
+        return out
+    probs = softmax((logits / np.float32(temperature)).astype(np.float32))
+    idx = _nucleus(probs, top_p)
+    out[idx] = probs[idx]
+    return out / out.sum()
+
+
+def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """run.c's sample_topp cut: ids of the most likely tokens, most likely first (ties by index), up to the
+    first whose cumulative probability exceeds top_p; every id when top_p == 1."""
+    n = probs.shape[0]
+    if top_p >= 1 or n == 1:
+        return np.arange(n)
+    cutoff = (1.0 - top_p) / (n - 1)  # a token below this cannot be in the nucleus
+    idx = np.flatnonzero(probs >= cutoff)
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    cdf = np.cumsum(probs[idx], dtype=np.float64)
+    return idx[: min(int(np.searchsorted(cdf, top_p, side="right")), len(idx) - 1) + 1]
 
 
 def sample(logits: np.ndarray, temperature: float = 0.0, top_p: float = 1.0, rng: np.random.Generator | None = None) -> int:
@@ -410,12 +485,8 @@ def sample(logits: np.ndarray, temperature: float = 0.0, top_p: float = 1.0, rng
     coin = rng.random()
     n = probs.shape[0]
     if top_p < 1 and n > 1:  # run.c's sample_topp
-        cutoff = (1.0 - top_p) / (n - 1)  # a token below this cannot be in the nucleus
-        idx = np.flatnonzero(probs >= cutoff)
-        idx = idx[np.argsort(-probs[idx], kind="stable")]  # most likely first, ties by index
+        idx = _nucleus(probs, top_p)
         cdf = np.cumsum(probs[idx], dtype=np.float64)
-        last = min(int(np.searchsorted(cdf, top_p, side="right")), len(idx) - 1)  # first cumulative > top_p
-        idx, cdf = idx[: last + 1], cdf[: last + 1]
         r = coin * cdf[-1]  # the coin, over the nucleus's (unnormalised) probability
     else:  # run.c's sample_mult
         idx, cdf = None, np.cumsum(probs, dtype=np.float64)
