@@ -36,6 +36,7 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH)
 _jit = numba.njit(**_JIT)
 _pjit = numba.njit(**_JIT, parallel=True)  # for loops over prange
+_ijit = numba.njit(**_JIT, inline="always")  # micro-kernels called once per row pair: inlined where they are called
 
 
 @intrinsic
@@ -52,6 +53,27 @@ def _to_f32(typingctx, v):
     return None
 
 
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    if bits != types.int32:
+        return None
+    return types.float32(bits), lambda context, builder, signature, args: builder.bitcast(args[0], ir.FloatType())
+
+
+@_jit
+def _exp(x):
+    """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within ~2 ulp of ``math.exp``: the
+    range-reduced Taylor series, so that loops of it vectorise (a libm call per element does not; numba
+    has no vector exp without Intel's SVML). Below -87 (e**x < 2**-126) it returns 0."""
+    n = math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # x = n ln2 + r, |r| <= ln2 / 2
+    r = x - n * np.float32(0.693145751953125) - n * np.float32(1.428606765330187e-06)  # ln2 in two parts: r exact
+    p = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
+        np.float32(1 / 24) + r * (np.float32(1 / 120) + r * np.float32(1 / 720))))))  # error ~r**7/5040 < 1.2e-7
+    scale = _f32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))  # 2**n
+    return p * scale if x > np.float32(-87.0) else np.float32(0.0)
+
+
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
 # Every storage precision is one layout: ``data`` (d_out, n_groups, G) with ``scales`` (d_out, n_groups):
 # int8 groups of G weights share an fp32 scale (llama2.c's Q8_0); fp32 and fp16 are one group of
@@ -61,7 +83,7 @@ def _to_f32(typingctx, v):
 # rows, so each weight load feeds 4 multiply-adds: arithmetic, not memory, limits a batch.
 
 
-@_jit
+@_ijit
 def _pair(wa, sa, wb, sb, X, oa, ia, ob, ib):
     """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored, sa, sb (n_groups,) their
     scales, X (T, n_groups, G) fp32. Sums run over each group in fp32, then times the group's scale."""
@@ -104,29 +126,102 @@ def _pair(wa, sa, wb, sb, X, oa, ia, ob, ib):
         oa[b, ia], ob[b, ib] = t0, t1
 
 
-@_pjit
-def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+@_jit
+def _linear_rows(data, scales, X, out, lo, hi):  # row pairs lo..hi-1 of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
-    X3 = X.reshape(X.shape[0], ng, G)  # a view in which every index counts up from 0: the group loop vectorises
-    n_pairs = (d_out + 1) // 2
-    n_chunks = min(n_chunks, n_pairs)
-    for c in prange(n_chunks):  # chunks of row pairs split over threads
-        for p in range(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks):
+    if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: run.c's loop, two rows at a time
+        x = X[0]
+        for p in range(lo, hi):
             i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            _pair(data[i0], scales[i0], data[i1], scales[i1], X3, out, i0, out, i1)
+            acc0 = acc1 = np.float32(0.0)
+            for j in range(G):  # contiguous: vectorised, several partial sums per row
+                acc0 += _to_f32(data[i0, 0, j]) * x[j]
+                acc1 += _to_f32(data[i1, 0, j]) * x[j]
+            out[0, i0], out[0, i1] = acc0 * scales[i0, 0], acc1 * scales[i1, 0]
+        return
+    if ng == 1:  # several tokens, fp32 or fp16: 2 rows x 4 tokens at a time
+        for p in range(lo, hi):
+            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
+            _tile(data[i0, 0], scales[i0, 0], data[i1, 0], scales[i1, 0], X, out, i0, out, i1)
+        return
+    X3 = X.reshape(X.shape[0], ng, G)  # a view in which every index counts up from 0: the group loop vectorises
+    for p in range(lo, hi):
+        i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
+        _pair(data[i0], scales[i0], data[i1], scales[i1], X3, out, i0, out, i1)
+
+
+@_ijit
+def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
+    """oa[:, ia] = sa * X @ wa, ob[:, ib] = sb * X @ wb for rows wa, wb (d_in,) stored, X (T >= 2, d_in) fp32.
+    Tokens go 4 at a time; a last group of 2 or 3 repeats its last token (same sums, written twice)."""
+    T, d_in = X.shape
+    for b0 in range(0, T, 4):
+        b1, b2, b3 = min(b0 + 1, T - 1), min(b0 + 2, T - 1), min(b0 + 3, T - 1)
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+        for k in range(d_in):  # contiguous: vectorised; 8 sums in registers, each weight load feeds 4 multiply-adds
+            u, w = _to_f32(wa[k]), _to_f32(wb[k])
+            x0, x1, x2, x3 = X[b0, k], X[b1, k], X[b2, k], X[b3, k]
+            a00 += u * x0
+            a01 += u * x1
+            a02 += u * x2
+            a03 += u * x3
+            a10 += w * x0
+            a11 += w * x1
+            a12 += w * x2
+            a13 += w * x3
+        oa[b0, ia], oa[b1, ia], oa[b2, ia], oa[b3, ia] = a00 * sa, a01 * sa, a02 * sa, a03 * sa
+        ob[b0, ib], ob[b1, ib], ob[b2, ib], ob[b3, ib] = a10 * sb, a11 * sb, a12 * sb, a13 * sb
 
 
 @_pjit
-def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):  # H1 <- silu(X @ w1.T) * (X @ w3.T); w1, w3 (hidden, dim)
+def _linear_par(data, scales, X, out, n_chunks):
+    n_pairs = (data.shape[0] + 1) // 2
+    for c in prange(n_chunks):  # chunks of row pairs split over threads
+        _linear_rows(data, scales, X, out, c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks)
+
+
+@_jit
+def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+    n_pairs = (data.shape[0] + 1) // 2
+    if n_chunks <= 1:  # one thread: no parallel region to open
+        _linear_rows(data, scales, X, out, 0, n_pairs)
+    else:
+        _linear_par(data, scales, X, out, min(n_chunks, n_pairs))
+
+
+@_jit
+def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for rows lo..hi-1 of w1, w3 (hidden, dim)
     hidden, ng, G = d1.shape
     X3 = X.reshape(X.shape[0], ng, G)
-    n_chunks = min(n_chunks, hidden)
-    for c in prange(n_chunks):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
-        for i in range(c * hidden // n_chunks, (c + 1) * hidden // n_chunks):
+    for i in range(lo, hi):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
+        if X.shape[0] == 1 and ng == 1:
+            a1 = a3 = np.float32(0.0)
+            for j in range(G):
+                a1 += _to_f32(d1[i, 0, j]) * X[0, j]
+                a3 += _to_f32(d3[i, 0, j]) * X[0, j]
+            H1[0, i], H3[0, i] = a1 * s1[i, 0], a3 * s3[i, 0]
+        elif ng == 1:
+            _tile(d1[i, 0], s1[i, 0], d3[i, 0], s3[i, 0], X, H1, i, H3, i)
+        else:
             _pair(d1[i], s1[i], d3[i], s3[i], X3, H1, i, H3, i)
-            for b in range(X.shape[0]):
-                v = H1[b, i]
-                H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]
+        for b in range(X.shape[0]):
+            v = H1[b, i]
+            H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]
+
+
+@_pjit
+def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks):
+    hidden = d1.shape[0]
+    for c in prange(n_chunks):
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * hidden // n_chunks, (c + 1) * hidden // n_chunks)
+
+
+@_jit
+def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):
+    if n_chunks <= 1:
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, d1.shape[0])
+    else:
+        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, d1.shape[0]))
 
 
 def _chunks() -> int:
@@ -294,38 +389,56 @@ def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 1
     _rope(q.reshape(1, -1), k.reshape(1, -1), 0, cos, sin)
 
 
-@_pjit
-def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att):
-    # Q, out (T, n_heads * head_dim): row t is the token at pos0 + t, attending causally over cache rows 0..pos0 + t;
-    # caches (seq_len, kv_dim); att (T * n_heads, >= pos0 + T) scratch for the scores
+@_jit
+def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
+    # items lo..hi-1, item th = (row t, query head h), of Q, out (T, n_heads * head_dim): row t is the token at
+    # pos0 + t, attending causally over cache positions 0..pos0 + t. The caches are transposed, (kv_dim, seq_len):
+    # position runs along the rows, so each loop below runs over contiguous positions and vectorises even for a
+    # head_dim of 8. att (T * n_heads, >= pos0 + T): scratch for the scores.
     T = Q.shape[0]
-    seq_len, kv_dim = k_cache.shape
+    kv_dim, seq_len = k_cache.shape
     head_dim = kv_dim // n_kv_heads
     n_heads = Q.shape[1] // head_dim
-    kv_mul = n_heads // n_kv_heads  # query heads per key/value head (GQA)
-    # views in which every index counts up from 0, so the loops over d vectorise
     q, o = Q.reshape(T, n_heads, head_dim), out.reshape(T, n_heads, head_dim)
-    k_cache, v_cache = k_cache.reshape(seq_len, n_kv_heads, head_dim), v_cache.reshape(seq_len, n_kv_heads, head_dim)
+    kc, vc = k_cache.reshape(n_kv_heads, head_dim, seq_len), v_cache.reshape(n_kv_heads, head_dim, seq_len)
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    for th in prange(T * n_heads):
+    for th in range(lo, hi):
         t, h = th // n_heads, th % n_heads
-        g, n = h // kv_mul, pos0 + t + 1
+        g, n = h // (n_heads // n_kv_heads), pos0 + t + 1  # the KV head query head h reads (GQA); positions it sees
+        s = att[th, :n]
+        s[:] = 0.0
+        for d in range(head_dim):  # scores against every cached key, 0..pos
+            qd = q[t, h, d] * scale
+            for p in range(n):
+                s[p] += qd * kc[g, d, p]
         m = -np.inf
-        for p in range(n):  # scores against every cached key, 0..pos
-            s = np.float32(0.0)
-            for d in range(head_dim):
-                s += q[t, h, d] * k_cache[p, g, d]
-            att[th, p] = s * scale
-            m = max(m, att[th, p])
+        for p in range(n):
+            m = max(m, s[p])
         total = np.float32(0.0)
         for p in range(n):  # softmax
-            att[th, p] = math.exp(att[th, p] - m)
-            total += att[th, p]
-        o[t, h, :] = 0.0
-        for p in range(n):  # weighted sum of the values
-            a = att[th, p] / total
-            for d in range(head_dim):
-                o[t, h, d] += a * v_cache[p, g, d]
+            s[p] = _exp(s[p] - m)
+            total += s[p]
+        inv = np.float32(1.0) / total
+        for d in range(head_dim):  # weighted sum of the values
+            acc = np.float32(0.0)
+            for p in range(n):
+                acc += s[p] * vc[g, d, p]
+            o[t, h, d] = acc * inv
+
+
+@_pjit
+def _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items):
+    for th in prange(items):
+        _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, th, th + 1)
+
+
+@_jit
+def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, n_chunks):
+    items = Q.shape[0] * (Q.shape[1] // (k_cache.shape[0] // n_kv_heads))  # rows x query heads
+    if n_chunks <= 1:
+        _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, 0, items)
+    else:
+        _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items)
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int, n_kv_heads: int,
@@ -337,6 +450,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int,
     ``head_dim = kv_dim // n_kv_heads``; a model's (n_layers, seq_len, kv_dim) cache passes
     ``k_cache[layer]``. Query head h of q (n_heads * head_dim,) reads kv head
     ``h // (n_heads // n_kv_heads)``; scores are scaled by 1/sqrt(head_dim). Returns q's shape.
+    (The Engine keeps its caches transposed, (kv_dim, seq_len), as the kernel reads them.)
     """
     _check_f32("attention", "k_cache", k_cache)
     if k_cache.ndim != 2:
@@ -353,7 +467,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int,
         raise ValueError(f"attention: pos {pos!r} is outside the cache's 0..{seq_len - 1}")
     out = _out("attention", out, q.shape, q, k_cache, v_cache)
     att = np.empty((q.shape[0] // head_dim, pos + 1), np.float32)
-    _attention(q.reshape(1, -1), k_cache, v_cache, int(pos), int(n_kv_heads), out.reshape(1, -1), att)
+    kt, vt = np.ascontiguousarray(k_cache[: pos + 1].T), np.ascontiguousarray(v_cache[: pos + 1].T)  # positions after pos: never read
+    _attention(q.reshape(1, -1), kt, vt, int(pos), int(n_kv_heads), out.reshape(1, -1), att, _chunks())
     return out
 
 
@@ -403,8 +518,8 @@ def softmax(x: np.ndarray) -> np.ndarray:
 @_jit
 def _forward(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin, eps,
              n_kv_heads, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks):
-    """Feed ``tokens`` (T,) at positions pos0 .. pos0 + T - 1 (causal, one chunk): the KV caches (L, seq_len,
-    kv_dim) take their keys and values, ``logits[:n_logits]`` the logits of the last n_logits positions.
+    """Feed ``tokens`` (T,) at positions pos0 .. pos0 + T - 1 (causal, one chunk): the KV caches (L, kv_dim,
+    seq_len) take their keys and values, ``logits[:n_logits]`` the logits of the last n_logits positions.
     W, S: the 7 stacked matrices (wq, wk, wv, wo, w1, w2, w3), each (L, d_out, n_groups, G), and their
     scales; buffers of >= T rows. The ops of ``lpu.graph.prefill(model, T)`` (T = 1: ``graph.decode``)."""
     T = tokens.shape[0]
@@ -419,9 +534,10 @@ def _forward(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcl
         _linear(wk[layer], sk[layer], xb, k, n_chunks)
         _linear(wv[layer], sv[layer], xb, v, n_chunks)
         _rope(q, k, pos0, cos, sin)
-        k_cache[layer, pos0:pos0 + T] = k
-        v_cache[layer, pos0:pos0 + T] = v
-        _attention(q, k_cache[layer], v_cache[layer], pos0, n_kv_heads, ao, att)  # attn_scores, softmax, attn_values
+        for t in range(T):  # the caches are (L, kv_dim, seq_len): see _attend
+            k_cache[layer, :, pos0 + t] = k[t]
+            v_cache[layer, :, pos0 + t] = v[t]
+        _attention(q, k_cache[layer], v_cache[layer], pos0, n_kv_heads, ao, att, n_chunks)  # attn_scores, softmax, attn_values
         _linear(wo[layer], so[layer], ao, xo, n_chunks)
         x += xo
         _rmsnorm(x, rms_ffn[layer], eps, xb)

@@ -215,8 +215,9 @@ class Engine:
                       np.zeros((T, c.kv_dim), f), np.zeros((T, c.kv_dim), f), np.zeros((T, q_dim), f), np.zeros((T, c.hidden_dim), f),
                       np.zeros((T, c.hidden_dim), f), np.zeros((T * c.n_heads, c.seq_len), f))  # X XB XO Q K V AO H1 H3 att
         self.logits = np.zeros((T, c.vocab_size), f)
-        self.k_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), f)  # (L, seq_len, kv_dim)
-        self.v_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), f)
+        self._token = np.zeros(1, np.int64)
+        self.k_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)  # (L, kv_dim, seq_len): positions contiguous, see kernels._attend
+        self.v_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
@@ -259,12 +260,17 @@ class Engine:
                         for i, t in enumerate(tokens)]
                 return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
             T, c = self.chunk_rows, self.config
+            n_chunks = 1 if self.threads == 1 else 4 * self.threads  # see kernels._chunks
             for start in range(0, len(tokens), T):
-                chunk = np.asarray(tokens[start:start + T], np.int64)
+                if len(tokens) == 1:  # a decode step: no list to convert
+                    self._token[0] = tokens[0]
+                    chunk = self._token
+                else:
+                    chunk = np.asarray(tokens[start:start + T], np.int64)
                 n = max(0, n_logits - (len(tokens) - start - len(chunk)))  # logits rows falling in this chunk
                 kernels._forward(chunk, pos0 + start, n, self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S,
                                  self._wcls, self._scls, self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
-                                 *self._bufs, self.logits, kernels._chunks())
+                                 *self._bufs, self.logits, n_chunks)
                 if self.trace is not None:
                     self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
             return self.logits[:n_logits]

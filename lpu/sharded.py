@@ -55,7 +55,7 @@ class ChipShard:
     of the norm weights; the first stage's chips hold the embedding rows of their
     vocabulary slice (``plan.vocab(rank)``), the last stage's the classifier rows
     of theirs and the final norm. Its KV cache covers only its KV heads and its
-    stage's layers, laid out (layer, kv head, position, head_dim).
+    stage's layers, laid out (layer, kv head, head_dim, position) as the attention kernel reads it.
     """
 
     def __init__(self, ckpt: checkpoint.Checkpoint, plan: shard.Plan, stage: int, rank: int, precision: str):
@@ -98,8 +98,8 @@ class ChipShard:
         self.h1 = np.zeros(len(self.hidden), f)
         self.h3 = np.zeros(len(self.hidden), f)
         self.logits = np.zeros(len(self.vocab), f) if self.last else None
-        self.k_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
-        self.v_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
+        self.k_cache = np.zeros((len(self.layers), n_kv, hd, c.seq_len), f)
+        self.v_cache = np.zeros((len(self.layers), n_kv, hd, c.seq_len), f)
         self.att = np.zeros((len(self.heads), c.seq_len), f)  # attention scores' scratch
         self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, hd, c.rope_theta)
 
@@ -198,11 +198,11 @@ def forward(shards: list[ChipShard], plan: shard.Plan, token: int, pos: int, log
                 lin["wk"](ch.xb[0], ch.k)
                 lin["wv"](ch.xb[0], ch.v)
                 kernels._rope(ch.q.reshape(1, -1), ch.k.reshape(1, -1), pos, ch.rope_cos, ch.rope_sin)
-                ch.k_cache[i, :, pos] = ch.k.reshape(-1, hd)
-                ch.v_cache[i, :, pos] = ch.v.reshape(-1, hd)
+                ch.k_cache[i, :, :, pos] = ch.k.reshape(-1, hd)
+                ch.v_cache[i, :, :, pos] = ch.v.reshape(-1, hd)
                 for lo, hi, g in ch.attn_groups:  # the local query heads reading local KV head g
                     kernels._attention(ch.q[lo:hi].reshape(1, -1), ch.k_cache[i, g], ch.v_cache[i, g], pos, 1, ch.att_out[lo:hi].reshape(1, -1),
-                                       ch.att)
+                                       ch.att, kernels._chunks())
                 lin["wo"](ch.att_out, ch.partial)  # this rank's heads' share of the output projection
             for name in ("attn_norm", "wq", "wk", "wv", "rope", "kv_write", "attn_scores", "softmax", "attn_values", "wo"):
                 record(L + name)
