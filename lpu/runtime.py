@@ -250,7 +250,7 @@ class Engine:
         return self._feed([int(token)], int(pos), 1)[0]
 
     def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
-        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits, vocab) of the last n_logits positions."""
+        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
         saved = numba.get_num_threads()
         if saved != self.threads:
             numba.set_num_threads(self.threads)  # per calling thread: the caller's own setting comes back below
@@ -261,13 +261,14 @@ class Engine:
                 return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
             T, c = self.chunk_rows, self.config
             n_chunks = 1 if self.threads == 1 else 4 * self.threads  # see kernels._chunks
-            for start in range(0, len(tokens), T):
+            first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
+            for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
                 if len(tokens) == 1:  # a decode step: no list to convert
                     self._token[0] = tokens[0]
                     chunk = self._token
                 else:
-                    chunk = np.asarray(tokens[start:start + T], np.int64)
-                n = max(0, n_logits - (len(tokens) - start - len(chunk)))  # logits rows falling in this chunk
+                    chunk = np.asarray(tokens[start:stop], np.int64)
+                n = n_logits if stop == len(tokens) else 0
                 kernels._forward(chunk, pos0 + start, n, self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S,
                                  self._wcls, self._scls, self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
                                  *self._bufs, self.logits, n_chunks)
