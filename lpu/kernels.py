@@ -79,81 +79,14 @@ def _exp(x):
 # int8 groups of G weights share an fp32 scale (llama2.c's Q8_0); fp32 and fp16 are one group of
 # G = d_in with scale 1 (exact). Rows go in pairs (an odd last row is done twice): each load of x
 # feeds two rows, two weight streams are in flight per core (+20% on an AMD EPYC and an Intel Xeon).
-# With T >= 4 rows (prefill, speculative verification) a micro-kernel does 2 rows x 4 activation
-# rows, so each weight load feeds 4 multiply-adds: arithmetic, not memory, limits a batch.
-
-
-@_ijit
-def _pair(wa, sa, wb, sb, X, oa, ia, ob, ib):
-    """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored, sa, sb (n_groups,) their
-    scales, X (T, n_groups, G) fp32. Sums run over each group in fp32, then times the group's scale."""
-    T, ng, G = X.shape
-    full = T - T % 4
-    for b in range(0, full, 4):  # 2 rows x 4 activation rows: 8 sums in registers
-        t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = np.float32(0.0)
-        for g in range(ng):
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-            for k in range(G):  # contiguous: vectorised, several partial sums per row
-                u, w = _to_f32(wa[g, k]), _to_f32(wb[g, k])
-                x0, x1, x2, x3 = X[b, g, k], X[b + 1, g, k], X[b + 2, g, k], X[b + 3, g, k]
-                a00 += u * x0
-                a01 += u * x1
-                a02 += u * x2
-                a03 += u * x3
-                a10 += w * x0
-                a11 += w * x1
-                a12 += w * x2
-                a13 += w * x3
-            t00 += a00 * sa[g]
-            t01 += a01 * sa[g]
-            t02 += a02 * sa[g]
-            t03 += a03 * sa[g]
-            t10 += a10 * sb[g]
-            t11 += a11 * sb[g]
-            t12 += a12 * sb[g]
-            t13 += a13 * sb[g]
-        oa[b, ia], oa[b + 1, ia], oa[b + 2, ia], oa[b + 3, ia] = t00, t01, t02, t03
-        ob[b, ib], ob[b + 1, ib], ob[b + 2, ib], ob[b + 3, ib] = t10, t11, t12, t13
-    for b in range(full, T):  # the last T % 4 rows (decoding: the only one): 2 rows x 1
-        t0 = t1 = np.float32(0.0)
-        for g in range(ng):
-            a0 = a1 = np.float32(0.0)
-            for k in range(G):
-                a0 += _to_f32(wa[g, k]) * X[b, g, k]
-                a1 += _to_f32(wb[g, k]) * X[b, g, k]
-            t0 += a0 * sa[g]
-            t1 += a1 * sb[g]
-        oa[b, ia], ob[b, ib] = t0, t1
-
-
-@_jit
-def _linear_rows(data, scales, X, out, lo, hi):  # row pairs lo..hi-1 of out (T, d_out) = X (T, d_in) @ W.T
-    d_out, ng, G = data.shape
-    if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: run.c's loop, two rows at a time
-        x = X[0]
-        for p in range(lo, hi):
-            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            acc0 = acc1 = np.float32(0.0)
-            for j in range(G):  # contiguous: vectorised, several partial sums per row
-                acc0 += _to_f32(data[i0, 0, j]) * x[j]
-                acc1 += _to_f32(data[i1, 0, j]) * x[j]
-            out[0, i0], out[0, i1] = acc0 * scales[i0, 0], acc1 * scales[i1, 0]
-        return
-    if ng == 1:  # several tokens, fp32 or fp16: 2 rows x 4 tokens at a time
-        for p in range(lo, hi):
-            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-            _tile(data[i0, 0], scales[i0, 0], data[i1, 0], scales[i1, 0], X, out, i0, out, i1)
-        return
-    X3 = X.reshape(X.shape[0], ng, G)  # a view in which every index counts up from 0: the group loop vectorises
-    for p in range(lo, hi):
-        i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-        _pair(data[i0], scales[i0], data[i1], scales[i1], X3, out, i0, out, i1)
+# With T >= 2 tokens (prefill, speculative verification) a micro-kernel does 2 rows x 4 tokens, so
+# each weight load feeds 4 multiply-adds. With one thread no parallel region is opened at all.
 
 
 @_ijit
 def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
-    """oa[:, ia] = sa * X @ wa, ob[:, ib] = sb * X @ wb for rows wa, wb (d_in,) stored, X (T >= 2, d_in) fp32.
-    Tokens go 4 at a time; a last group of 2 or 3 repeats its last token (same sums, written twice)."""
+    """oa[:, ia] = sa * X @ wa, ob[:, ib] = sb * X @ wb for rows wa, wb (d_in,) stored (fp32 or fp16 bits), X
+    (T >= 2, d_in) fp32. Tokens go 4 at a time; a last group of 2 or 3 repeats its last token (same sums, written twice)."""
     T, d_in = X.shape
     for b0 in range(0, T, 4):
         b1, b2, b3 = min(b0 + 1, T - 1), min(b0 + 2, T - 1), min(b0 + 3, T - 1)
@@ -171,6 +104,47 @@ def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
             a13 += w * x3
         oa[b0, ia], oa[b1, ia], oa[b2, ia], oa[b3, ia] = a00 * sa, a01 * sa, a02 * sa, a03 * sa
         ob[b0, ib], ob[b1, ib], ob[b2, ib], ob[b3, ib] = a10 * sb, a11 * sb, a12 * sb, a13 * sb
+
+
+@_ijit
+def _rows2(wa, sa, wb, sb, X, oa, ia, ob, ib, buf):
+    """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored with scales sa, sb
+    (n_groups,); X (T, d_in) fp32; buf (2, d_in) fp32 scratch. Sums run in fp32 over each group, times its scale."""
+    T = X.shape[0]
+    ng, G = wa.shape
+    if T == 1 and ng == 1:  # one token, fp32 or fp16: run.c's loop
+        acc0 = acc1 = np.float32(0.0)
+        for k in range(G):  # contiguous: vectorised, several partial sums per row
+            acc0 += _to_f32(wa[0, k]) * X[0, k]
+            acc1 += _to_f32(wb[0, k]) * X[0, k]
+        oa[0, ia], ob[0, ib] = acc0 * sa[0], acc1 * sb[0]
+    elif T == 1:  # one token, int8 groups: scale each group's sum (llama2.c's Q8_0, with x in fp32)
+        t0 = t1 = np.float32(0.0)
+        for g in range(ng):
+            a0 = a1 = np.float32(0.0)
+            for k in range(G):
+                a0 += _to_f32(wa[g, k]) * X[0, g * G + k]
+                a1 += _to_f32(wb[g, k]) * X[0, g * G + k]
+            t0 += a0 * sa[g]
+            t1 += a1 * sb[g]
+        oa[0, ia], ob[0, ib] = t0, t1
+    elif ng == 1:
+        _tile(wa[0], sa[0], wb[0], sb[0], X, oa, ia, ob, ib)
+    else:  # several tokens, int8: dequantise the two rows once, then the fp32 tile
+        for g in range(ng):
+            for k in range(G):
+                buf[0, g * G + k] = _to_f32(wa[g, k]) * sa[g]
+                buf[1, g * G + k] = _to_f32(wb[g, k]) * sb[g]
+        _tile(buf[0], np.float32(1.0), buf[1], np.float32(1.0), X, oa, ia, ob, ib)
+
+
+@_jit
+def _linear_rows(data, scales, X, out, lo, hi):  # row pairs lo..hi-1 of out (T, d_out) = X (T, d_in) @ W.T
+    d_out = data.shape[0]
+    buf = np.empty((2, X.shape[1]), np.float32)
+    for p in range(lo, hi):  # rows in pairs: each load of x feeds two rows; an odd last row is done twice
+        i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
+        _rows2(data[i0], scales[i0], data[i1], scales[i1], X, out, i0, out, i1, buf)
 
 
 @_pjit
@@ -191,19 +165,9 @@ def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T,
 
 @_jit
 def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for rows lo..hi-1 of w1, w3 (hidden, dim)
-    hidden, ng, G = d1.shape
-    X3 = X.reshape(X.shape[0], ng, G)
+    buf = np.empty((2, X.shape[1]), np.float32)
     for i in range(lo, hi):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
-        if X.shape[0] == 1 and ng == 1:
-            a1 = a3 = np.float32(0.0)
-            for j in range(G):
-                a1 += _to_f32(d1[i, 0, j]) * X[0, j]
-                a3 += _to_f32(d3[i, 0, j]) * X[0, j]
-            H1[0, i], H3[0, i] = a1 * s1[i, 0], a3 * s3[i, 0]
-        elif ng == 1:
-            _tile(d1[i, 0], s1[i, 0], d3[i, 0], s3[i, 0], X, H1, i, H3, i)
-        else:
-            _pair(d1[i], s1[i], d3[i], s3[i], X3, H1, i, H3, i)
+        _rows2(d1[i], s1[i], d3[i], s3[i], X, H1, i, H3, i, buf)
         for b in range(X.shape[0]):
             v = H1[b, i]
             H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]

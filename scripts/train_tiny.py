@@ -531,6 +531,9 @@ downloads. Both files are in llama2.c's formats and were written by `lpu.checkpo
 | `{TOKENIZER_NAME}.bin` | the tokenizer, llama2.c `tokenizer.bin` layout | {info['tok_bytes']:,} |
 | `train_curve.csv` | step, train_loss, val_loss, elapsed_s | |
 
+Its draft model for speculative decoding, `{DRAFT_NAME}.bin` (`Engine.default("draft")`), is described
+in `DRAFT.md`.
+
 ## Made by
 
 ```sh
@@ -623,9 +626,7 @@ DRAFT_PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be",
 DRAFT_K = 4
 
 
-def main_draft(args, sp, pieces, train_ids, val_ids):
-    import torch
-
+def main_draft(args, pieces, train_ids, val_ids):
     from lpu.runtime import DEFAULT_CHECKPOINT, DEFAULT_TOKENIZER, acceptance_rate
 
     bundled_tok = checkpoint.Tokenizer.from_file(DEFAULT_TOKENIZER)
@@ -723,7 +724,7 @@ def main(argv=None):
         assert tokenizer.decode_tokens(tokenizer.encode(p)) == p, p
     print(f"run.c's encoding (lpu.checkpoint.Tokenizer) matches sentencepiece on {len(paragraphs)} paragraphs")
     if args.draft:
-        return main_draft(args, sp, pieces, train_ids, val_ids)
+        return main_draft(args, pieces, train_ids, val_ids)
 
     if args.export_only:
         model = build_model(r)
