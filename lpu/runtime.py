@@ -10,13 +10,9 @@ time at which an LPU system running this model would have emitted it (see
 `simulated_times`, from the static schedule of `lpu.schedule`). Introduced in
 ``notebooks/03_token_generation.ipynb``.
 
-Speculative decoding (``generate(..., draft=other_engine, draft_tokens=k)``):
-a small draft model with the same tokenizer proposes k tokens, the target
-checks them in one k+1-token forward pass, and keeps the longest prefix its
-own sampling rule accepts (greedy: the target's argmax; sampled: the
-accept/reject rule of Leviathan et al. 2023, which leaves the target's
-distribution unchanged), plus one token of its own. `acceptance_rate` measures
-how often the target accepts a draft token.
+Speculative decoding (``generate(..., draft=other_engine, draft_tokens=k)``)
+is `lpu.speculative`; `acceptance_rate` (re-exported here) measures how often
+the target accepts a draft token.
 
 With ``chips > 1`` the engine executes the sharded plan of
 `lpu.shard.functional_plan` through `lpu.sharded`: each simulated chip holds
@@ -38,7 +34,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded
+from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded, speculative
 from .checkpoint import MATRICES
 from .quant import PRECISIONS, to_precision
 
@@ -323,7 +319,7 @@ class Engine:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         models.get_precision(precision_sim)  # ValueError naming the known precisions
         if draft is not None:
-            self._check_draft(draft, draft_tokens)
+            speculative.check_draft(self, draft, draft_tokens)
         ids = self.tokenizer.encode(prompt, bos=True)
         if len(ids) >= c.seq_len:
             raise ValueError(f"the prompt is {len(ids)} tokens (with BOS); {c.name}'s context is {c.seq_len} tokens")
@@ -331,7 +327,8 @@ class Engine:
         t_sim = self.simulated_times(len(ids), max(n_new, 1), precision_sim)
         if draft is None:
             return self._stream(ids, n_new, float(temperature), float(top_p), int(seed), t_sim)
-        return self._speculate(ids, n_new, float(temperature), float(top_p), int(seed), t_sim, draft, int(draft_tokens))
+        return (TokenEvent(*fields) for fields in speculative.stream(self, draft, int(draft_tokens), ids, n_new, float(temperature), float(top_p),
+                                                                     int(seed), t_sim))
 
     def _stream(self, ids, n_new, temperature, top_p, seed, t_sim) -> Iterator[TokenEvent]:
         rng = np.random.default_rng(seed)
@@ -351,108 +348,12 @@ class Engine:
             if i + 1 < n_new:
                 logits = self._feed([token], pos, 1)[0]
 
-    # ---- speculative decoding ------------------------------------------------------
-    def _check_draft(self, draft, draft_tokens):
-        if not isinstance(draft, Engine):
-            raise ValueError(f"draft must be an lpu.Engine (e.g. Engine.default('draft')), got {type(draft).__name__}")
-        if draft is self:
-            raise ValueError("draft must be another Engine than the target (its KV cache is its own)")
-        if draft.tokenizer.pieces != self.tokenizer.pieces:
-            raise ValueError(f"draft {draft.config.name} has another tokenizer than {self.config.name}: speculative decoding needs the same token ids")
-        if draft.config.seq_len < self.config.seq_len:
-            raise ValueError(f"draft {draft.config.name}'s context ({draft.config.seq_len}) is shorter than {self.config.name}'s ({self.config.seq_len})")
-        limit = self.chunk_rows - 1 if self.shards is None else 64
-        if not _is_int(draft_tokens) or not 1 <= draft_tokens <= limit:
-            raise ValueError(f"draft_tokens must be an integer from 1 to {limit}, got {draft_tokens!r}")
-
-    def _speculate(self, ids, n_new, temperature, top_p, seed, t_sim, draft, k) -> Iterator[TokenEvent]:
-        """Speculative decoding: the draft proposes, this model verifies k+1 positions in one pass.
-
-        Invariants: ``seq`` is the text so far; this model's KV cache holds positions 0..len(seq)-2
-        (its last token is fed by the next verification), the draft's holds 0..draft_len-1.
-        """
-        rng = np.random.default_rng(seed)
-        greedy = temperature == 0
-        t0 = time.perf_counter()
-        seq, draft_len, emitted = list(ids), 0, 0
-        if len(ids) > 1:
-            self._feed(ids[:-1], 0, 0)  # the prompt but its last token: no logits needed yet
-        stop = (self.tokenizer.bos_id, self.tokenizer.eos_id)
-        while emitted < n_new:
-            n = len(seq)
-            kk = min(k, n_new - emitted - 1)  # at most the tokens still wanted (the target adds one of its own)
-            proposal, q = [], []
-            if kk:
-                ql = draft._feed(seq[draft_len:], draft_len, 1)[0]  # the draft catches up with the accepted text
-                for j in range(kk):
-                    if greedy:
-                        d = int(np.argmax(ql))
-                    else:
-                        qj = kernels.probabilities(ql, temperature, top_p)
-                        d = _draw(qj, rng.random())
-                        q.append(qj)
-                    proposal.append(d)
-                    if j + 1 < kk:
-                        ql = draft._feed([d], n + j, 1)[0]
-                draft_len = n + kk - 1  # the last proposal is not fed (yet)
-            logits = self._feed([seq[-1]] + proposal, n - 1, kk + 1)  # row j: this model's next-token logits after proposal[:j]
-            if self.trace is not None:
-                self.trace.append("sample")
-            out: list[tuple[int, bool, bool]] = []  # (token, drafted, rejected)
-            for j, d in enumerate(proposal):
-                if greedy:
-                    t = int(np.argmax(logits[j]))
-                    if t == d:
-                        out.append((d, True, False))
-                        continue
-                    out.append((t, False, True))
-                    break
-                p = kernels.probabilities(logits[j], temperature, top_p)
-                if rng.random() * q[j][d] < p[d]:  # accept with probability min(1, p(d) / q(d))
-                    out.append((d, True, False))
-                    continue
-                residual = np.maximum(p - q[j], 0.0)  # rejected: draw from the normalised excess of p over q
-                out.append((_draw(residual / residual.sum(), rng.random()), False, True))
-                break
-            else:  # every proposal accepted: one more token from the last row
-                out.append((kernels.sample(logits[kk], temperature, top_p, rng), False, False))
-            draft_len = min(draft_len, n + sum(dr for _, dr, _ in out))  # the draft's cache is good up to the accepted text
-            for token, drafted, rejected in out:
-                if token in stop:
-                    return
-                yield TokenEvent(token, self.tokenizer.decode(seq[-1], token), len(seq), float(t_sim[emitted]), time.perf_counter() - t0,
-                                 drafted, rejected)
-                seq.append(token)
-                emitted += 1
-
     def complete(self, prompt: str, max_new_tokens: int = 128, **kwargs) -> str:
         """The generated text as one string (``generate`` joined)."""
         return "".join(ev.text for ev in self.generate(prompt, max_new_tokens, **kwargs))
 
 
-def _draw(probs: np.ndarray, coin: float) -> int:
-    """The token whose cumulative probability first exceeds ``coin`` in [0, 1) (inverse CDF)."""
-    cdf = np.cumsum(probs)
-    return int(min(np.searchsorted(cdf, coin * cdf[-1], side="right"), len(cdf) - 1))
-
-
-def acceptance_rate(target: Engine, draft: Engine, draft_tokens: int = 4, prompts=("ROMEO:",), max_new_tokens: int = 128,
-                    temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> float:
-    """Share of the draft's proposals that ``target`` accepts in speculative decoding (deterministic).
-
-    Counts the proposals the target judged: accepted ones and, per step, the one
-    it rejected (those after a rejection are discarded unjudged). With a per-token
-    acceptance a and k proposals per step, a step emits (1 - a**(k+1)) / (1 - a)
-    tokens on average (Leviathan et al. 2023), the figure ``lpu.simulate`` uses.
-    """
-    accepted = rejected = 0
-    for prompt in prompts:
-        for ev in target.generate(prompt, max_new_tokens, temperature, top_p, seed, draft=draft, draft_tokens=draft_tokens):
-            accepted += ev.drafted
-            rejected += ev.rejected
-    if accepted + rejected == 0:
-        raise ValueError("no draft token was judged: give longer generations (max_new_tokens > 1)")
-    return accepted / (accepted + rejected)
+acceptance_rate = speculative.acceptance_rate
 
 
 def compare(reference: Engine, other: Engine, prompt: str, n_tokens: int = 200) -> dict:
