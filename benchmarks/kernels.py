@@ -249,8 +249,8 @@ def end_to_end_rows(args) -> list[Row]:
 SPECULATIVE_PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be")
 
 
-def speculative_table(repeats: int, tokens: int = 200) -> str:
-    """Wall time of greedy generation by the bundled model with and without its bundled draft (k tokens per step)."""
+def speculative_table(repeats: int, tokens: int = 200) -> None:
+    """Prints the wall time of greedy generation by the bundled model with and without its bundled draft (k tokens per step)."""
     target, draft = Engine.default(), Engine.default("draft")
 
     def run(**kw):
@@ -267,17 +267,16 @@ def speculative_table(repeats: int, tokens: int = 200) -> str:
     t = time.perf_counter()
     n_draft = sum(1 for p in SPECULATIVE_PROMPTS for _ in draft.generate(p, tokens))
     draft_rate = n_draft / (time.perf_counter() - t)
-    lines = [f"speculative decoding, bundled model + bundled draft, greedy, {len(SPECULATIVE_PROMPTS)} prompts x {tokens} tokens "
-             f"(best of {repeats}); plain: {len(SPECULATIVE_PROMPTS) * tokens / best_plain:,.0f} tok/s; the draft alone: {draft_rate:,.0f} tok/s",
-             f"{'k':>3s} {'acceptance':>11s} {'tokens/step':>12s} {'wall speed-up':>14s}  same tokens"]
+    print(f"speculative decoding, bundled model + bundled draft, greedy, {len(SPECULATIVE_PROMPTS)} prompts x {tokens} tokens "
+          f"(best of {repeats}); plain: {len(SPECULATIVE_PROMPTS) * tokens / best_plain:,.0f} tok/s; the draft alone: {draft_rate:,.0f} tok/s")
+    print(f"{'k':>3s} {'acceptance':>11s} {'tokens/step':>12s} {'wall speed-up':>14s}  same tokens", flush=True)
     for k in (1, 2, 3, 4, 6):
         ids, seconds = None, []
         for _ in range(repeats):
             ids, sec = run(draft=draft, draft_tokens=k)
             seconds.append(sec)
         a = lpu_acceptance(target, draft, k, tokens)
-        lines.append(f"{k:3d} {a:11.3f} {(1 - a ** (k + 1)) / (1 - a):12.2f} {best_plain / min(seconds):14.2f}  {ids == plain_ids}")
-    return "\n".join(lines)
+        print(f"{k:3d} {a:11.3f} {(1 - a ** (k + 1)) / (1 - a):12.2f} {best_plain / min(seconds):14.2f}  {ids == plain_ids}", flush=True)
 
 
 def lpu_acceptance(target, draft, k, tokens):
@@ -311,8 +310,8 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable() or ch.isspace()).strip()
 
 
-def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> str:
-    """lpu / run.c (and runq.c) in the same run: decode tok/s (best of ``repeats``, 1 and 2 threads), prefill, int8."""
+def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> None:
+    """Prints lpu / run.c (and runq.c) in the same run: decode tok/s (best of ``repeats``, 1 and 2 threads), prefill, int8."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         run, runq = build_llama2c(src, tmp)
@@ -327,7 +326,7 @@ def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> str:
             cases.append(("stories260K fp32", run, SHARED_MODELS / "stories260K.bin", SHARED_MODELS / "tok512.bin", "Once upon a time"))
         cases += [("bundled tiny_shakespeare fp32", run, b0, models_dir() / "tok512_shakespeare.bin", "ROMEO:"),
                   ("stories15M shapes, random int8 (runq.c)", runq, v2, tok15, " ".join(f"t{i}" for i in range(3)))]
-        lines = [f"{'decode (greedy), best of %d' % repeats:44s} {'threads':>7s} {'lpu tok/s':>10s} {'llama2.c':>9s} {'ratio':>6s}  same text"]
+        print(f"{'decode (greedy), best of %d' % repeats:44s} {'threads':>7s} {'lpu tok/s':>10s} {'llama2.c':>9s} {'ratio':>6s}  same text", flush=True)
         for name, binary, model, tok, prompt in cases:
             for threads in (1, 2):
                 eng = Engine.from_llama2c(model, tok, threads=threads)
@@ -340,17 +339,16 @@ def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> str:
                     rate, text = _llama2c(binary, model, tok, prompt, n_prompt - 1 + tokens, threads)
                     theirs = max(theirs, rate)
                     same &= _printable(text) == _printable(prompt + "".join(e.text for e in evs))
-                lines.append(f"{name:44s} {threads:7d} {ours:10,.0f} {theirs:9,.0f} {ours / theirs:6.2f}  {same}")
+                print(f"{name:44s} {threads:7d} {ours:10,.0f} {theirs:9,.0f} {ours / theirs:6.2f}  {same}", flush=True)
         # prefill: a ~200-token prompt, 1 thread; run.c feeds it one position at a time (classifier included)
         eng = Engine.from_llama2c(v0, tok15, threads=1)
-        prompt = " ".join(f"t{i}" for i in range(100, 300))
+        prompt = " ".join(f"t{i}" for i in range(100, 140))  # 5 tokens a word: the placeholder pieces are bytes
         n_prompt = len(eng.tokenizer.encode(prompt))
         next(eng.generate(prompt, 1))
         ours = min(next(eng.generate(prompt, 1)).t_wall_s for _ in range(repeats))  # prefill + the first token's sampling
         theirs = min(n_prompt / _llama2c(run, v0, tok15, prompt, n_prompt, 1)[0] for _ in range(repeats))
-        lines.append(f"{'prefill of %d tokens, 15M shapes, fp32' % n_prompt:44s} {1:7d} {n_prompt / ours:10,.0f} {n_prompt / theirs:9,.0f} "
-                     f"{theirs / ours:6.2f}  (prompt tokens/s)")
-    return "\n".join(lines)
+        print(f"{'prefill of %d tokens, 15M shapes, fp32' % n_prompt:44s} {1:7d} {n_prompt / ours:10,.0f} {n_prompt / theirs:9,.0f} "
+              f"{theirs / ours:6.2f}  (prompt tokens/s)", flush=True)
 
 
 def models_dir() -> Path:
@@ -368,11 +366,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--pool-mib", type=int, default=None, help="weights cycled through per matvec size (default: 4 x the last-level cache, >= 1 GiB)")
     parser.add_argument("--tokens", type=int, default=256, help="tokens generated per end-to-end row")
     parser.add_argument("--llama2c", type=Path, default=None, help="a llama2.c checkout: compare with its run.c / runq.c, built here")
-    parser.add_argument("--no-matvec", action="store_true", help="skip the bandwidth and matvec rows")
+    parser.add_argument("--no-matvec", action="store_true", help="skip the matvec rows")
+    parser.add_argument("--only-llama2c", action="store_true", help="with --llama2c: only the comparison with llama2.c")
     args = parser.parse_args(argv)
 
     print(f"{cpu_name()}, numba {numba.__version__} with {numba.get_num_threads()} threads "
-          f"({numba.threading_layer() if _sum(np.ones(8, np.float32), 1) else ''} layer), numpy {np.__version__}")
+          f"({numba.threading_layer() if _sum(np.ones(8, np.float32), 1) else ''} layer), numpy {np.__version__}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    if args.llama2c and args.only_llama2c:
+        llama2c_table(args.llama2c, max(1, args.repeats // 3), args.tokens)
+        return []
     pool = (args.pool_mib << 20) if args.pool_mib else buffer_bytes()
     print(f"last-level cache {llc_bytes() / 2**20:.0f} MiB; buffers and matvec pools of {pool / GiB:.1f} GiB")
     copy, read = memory_rows(pool)
@@ -386,10 +389,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
         rows.extend(hook(args))
     print(format_table(rows, copy, read))
     print()
-    print(speculative_table(max(1, args.repeats // 3)))
+    speculative_table(max(1, args.repeats // 3))
     if args.llama2c:
         print()
-        print(llama2c_table(args.llama2c, max(1, args.repeats // 3)))
+        llama2c_table(args.llama2c, max(1, args.repeats // 3), args.tokens)
     return rows
 
 

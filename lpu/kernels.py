@@ -107,9 +107,20 @@ def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
 
 
 @_ijit
+def _q8_dot(data, scales, i, x):  # row i of data (d_out, n_groups, G) int8 with scales (d_out, n_groups), x (n_groups, G) fp32
+    acc = np.float32(0.0)
+    for g in range(data.shape[1]):
+        a = np.float32(0.0)
+        for k in range(data.shape[2]):  # every index counts up from 0: vectorised
+            a += _to_f32(data[i, g, k]) * x[g, k]
+        acc += a * scales[i, g]  # llama2.c's Q8_0, with x kept in fp32 (runq.c rounds it to int8 too)
+    return acc
+
+
+@_ijit
 def _rows2(wa, sa, wb, sb, X, oa, ia, ob, ib, buf):
     """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored with scales sa, sb
-    (n_groups,); X (T, d_in) fp32; buf (2, d_in) fp32 scratch. Sums run in fp32 over each group, times its scale."""
+    (n_groups,); X (T, d_in) fp32; buf (2, d_in) fp32 scratch. One token of int8 groups goes through `_q8_dot`."""
     T = X.shape[0]
     ng, G = wa.shape
     if T == 1 and ng == 1:  # one token, fp32 or fp16: run.c's loop
@@ -118,16 +129,6 @@ def _rows2(wa, sa, wb, sb, X, oa, ia, ob, ib, buf):
             acc0 += _to_f32(wa[0, k]) * X[0, k]
             acc1 += _to_f32(wb[0, k]) * X[0, k]
         oa[0, ia], ob[0, ib] = acc0 * sa[0], acc1 * sb[0]
-    elif T == 1:  # one token, int8 groups: scale each group's sum (llama2.c's Q8_0, with x in fp32)
-        t0 = t1 = np.float32(0.0)
-        for g in range(ng):
-            a0 = a1 = np.float32(0.0)
-            for k in range(G):
-                a0 += _to_f32(wa[g, k]) * X[0, g * G + k]
-                a1 += _to_f32(wb[g, k]) * X[0, g * G + k]
-            t0 += a0 * sa[g]
-            t1 += a1 * sb[g]
-        oa[0, ia], ob[0, ib] = t0, t1
     elif ng == 1:
         _tile(wa[0], sa[0], wb[0], sb[0], X, oa, ia, ob, ib)
     else:  # several tokens, int8: dequantise the two rows once, then the fp32 tile
@@ -140,8 +141,12 @@ def _rows2(wa, sa, wb, sb, X, oa, ia, ob, ib, buf):
 
 @_jit
 def _linear_rows(data, scales, X, out, lo, hi):  # row pairs lo..hi-1 of out (T, d_out) = X (T, d_in) @ W.T
-    d_out = data.shape[0]
-    buf = np.empty((2, X.shape[1]), np.float32)
+    d_out, ng, G = data.shape
+    buf, X3 = np.empty((2, X.shape[1]), np.float32), X.reshape(X.shape[0], ng, G)
+    if X.shape[0] == 1 and ng > 1:  # one token, int8 groups: row by row (pairs cost int8 ~2x: the conversions fill the core)
+        for i in range(2 * lo, min(2 * hi, d_out)):
+            out[0, i] = _q8_dot(data, scales, i, X3[0])
+        return
     for p in range(lo, hi):  # rows in pairs: each load of x feeds two rows; an odd last row is done twice
         i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
         _rows2(data[i0], scales[i0], data[i1], scales[i1], X, out, i0, out, i1, buf)
@@ -165,9 +170,12 @@ def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T,
 
 @_jit
 def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for rows lo..hi-1 of w1, w3 (hidden, dim)
-    buf = np.empty((2, X.shape[1]), np.float32)
+    buf, X3 = np.empty((2, X.shape[1]), np.float32), X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
     for i in range(lo, hi):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
-        _rows2(d1[i], s1[i], d3[i], s3[i], X, H1, i, H3, i, buf)
+        if X.shape[0] == 1 and d1.shape[1] > 1:  # one token, int8 groups
+            H1[0, i], H3[0, i] = _q8_dot(d1, s1, i, X3[0]), _q8_dot(d3, s3, i, X3[0])
+        else:
+            _rows2(d1[i], s1[i], d3[i], s3[i], X, H1, i, H3, i, buf)
         for b in range(X.shape[0]):
             v = H1[b, i]
             H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]
