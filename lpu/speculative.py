@@ -37,6 +37,7 @@ def check_draft(target, draft, draft_tokens: int) -> None:
     if not isinstance(draft_tokens, (int, np.integer)) or isinstance(draft_tokens, (bool, np.bool_)) or not 1 <= draft_tokens <= limit:
         raise ValueError(f"draft_tokens must be an integer from 1 to {limit}, got {draft_tokens!r}")
 
+
 def stream(target, draft, k: int, ids: list[int], n_new: int, temperature: float, top_p: float, seed: int, t_sim) -> Iterator[tuple]:
     """The fields of each `lpu.runtime.TokenEvent` of ``target.generate(..., draft=draft, draft_tokens=k)`` (arguments
     checked there): token id, text, position, t_sim_s, t_wall_s, drafted, rejected.
