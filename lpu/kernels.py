@@ -84,15 +84,15 @@ def _exp(x):
 
 
 @_ijit
-def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
-    """oa[:, ia] = sa * X @ wa, ob[:, ib] = sb * X @ wb for rows wa, wb (d_in,) stored (fp32 or fp16 bits), X
-    (T >= 2, d_in) fp32. Tokens go 4 at a time; a last group of 2 or 3 repeats its last token (same sums, written twice)."""
+def _tile(da, ra, sa, db, rb, sb, X, oa, ia, ob, ib):
+    """oa[:, ia] = sa * X @ da[ra, 0], ob[:, ib] = sb * X @ db[rb, 0] for rows of da, db (rows, 1, d_in) stored (fp32 or fp16
+    bits), X (T >= 2, d_in) fp32. Tokens go 4 at a time; a last group of 2 or 3 repeats its last token (same sums, written twice)."""
     T, d_in = X.shape
     for b0 in range(0, T, 4):
         b1, b2, b3 = min(b0 + 1, T - 1), min(b0 + 2, T - 1), min(b0 + 3, T - 1)
         a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
         for k in range(d_in):  # contiguous: vectorised; 8 sums in registers, each weight load feeds 4 multiply-adds
-            u, w = _to_f32(wa[k]), _to_f32(wb[k])
+            u, w = _to_f32(da[ra, 0, k]), _to_f32(db[rb, 0, k])
             x0, x1, x2, x3 = X[b0, k], X[b1, k], X[b2, k], X[b3, k]
             a00 += u * x0
             a01 += u * x1
@@ -107,6 +107,15 @@ def _tile(wa, sa, wb, sb, X, oa, ia, ob, ib):
 
 
 @_ijit
+def _dot2(da, sa, ia, db, sb, ib, x):  # run.c's loop for one token: rows ia of da and ib of db (d_out, 1, d_in) fp32/fp16 . x (d_in,)
+    acc0 = acc1 = np.float32(0.0)
+    for k in range(x.shape[0]):  # contiguous: vectorised, several partial sums per row
+        acc0 += _to_f32(da[ia, 0, k]) * x[k]
+        acc1 += _to_f32(db[ib, 0, k]) * x[k]
+    return acc0 * sa[ia, 0], acc1 * sb[ib, 0]
+
+
+@_ijit
 def _q8_dot(data, scales, i, x):  # row i of data (d_out, n_groups, G) int8 with scales (d_out, n_groups), x (n_groups, G) fp32
     acc = np.float32(0.0)
     for g in range(data.shape[1]):
@@ -118,38 +127,36 @@ def _q8_dot(data, scales, i, x):  # row i of data (d_out, n_groups, G) int8 with
 
 
 @_ijit
-def _rows2(wa, sa, wb, sb, X, oa, ia, ob, ib, buf):
-    """oa[:, ia] = X @ row a, ob[:, ib] = X @ row b: rows wa, wb (n_groups, G) stored with scales sa, sb
-    (n_groups,); X (T, d_in) fp32; buf (2, d_in) fp32 scratch. One token of int8 groups goes through `_q8_dot`."""
-    T = X.shape[0]
-    ng, G = wa.shape
-    if T == 1 and ng == 1:  # one token, fp32 or fp16: run.c's loop
-        acc0 = acc1 = np.float32(0.0)
-        for k in range(G):  # contiguous: vectorised, several partial sums per row
-            acc0 += _to_f32(wa[0, k]) * X[0, k]
-            acc1 += _to_f32(wb[0, k]) * X[0, k]
-        oa[0, ia], ob[0, ib] = acc0 * sa[0], acc1 * sb[0]
-    elif ng == 1:
-        _tile(wa[0], sa[0], wb[0], sb[0], X, oa, ia, ob, ib)
-    else:  # several tokens, int8: dequantise the two rows once, then the fp32 tile
+def _rows2(da, sa, ia, db, sb, ib, X, oa, ob, buf):
+    """oa[:, ia] = X @ da[ia], ob[:, ib] = X @ db[ib] for X (T >= 2, d_in) fp32: rows of da, db (d_out, n_groups, G)
+    with scales sa, sb (d_out, n_groups); buf (2, 1, d_in) fp32 scratch (one token goes through `_dot2` or `_q8_dot`)."""
+    ng, G = da.shape[1], da.shape[2]
+    if ng == 1:
+        _tile(da, ia, sa[ia, 0], db, ib, sb[ib, 0], X, oa, ia, ob, ib)
+    else:  # int8: dequantise the two rows once, then the fp32 tile
         for g in range(ng):
             for k in range(G):
-                buf[0, g * G + k] = _to_f32(wa[g, k]) * sa[g]
-                buf[1, g * G + k] = _to_f32(wb[g, k]) * sb[g]
-        _tile(buf[0], np.float32(1.0), buf[1], np.float32(1.0), X, oa, ia, ob, ib)
+                buf[0, 0, g * G + k] = _to_f32(da[ia, g, k]) * sa[ia, g]
+                buf[1, 0, g * G + k] = _to_f32(db[ib, g, k]) * sb[ib, g]
+        _tile(buf, 0, np.float32(1.0), buf, 1, np.float32(1.0), X, oa, ia, ob, ib)
 
 
 @_jit
 def _linear_rows(data, scales, X, out, lo, hi):  # row pairs lo..hi-1 of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
-    buf, X3 = np.empty((2, X.shape[1]), np.float32), X.reshape(X.shape[0], ng, G)
-    if X.shape[0] == 1 and ng > 1:  # one token, int8 groups: row by row (pairs cost int8 ~2x: the conversions fill the core)
+    buf, X3 = np.empty((2, 1, X.shape[1]), np.float32), X.reshape(X.shape[0], ng, G)
+    if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16
+        for p in range(lo, hi):
+            i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
+            out[0, i0], out[0, i1] = _dot2(data, scales, i0, data, scales, i1, X[0])
+        return
+    if X.shape[0] == 1:  # one token, int8 groups: row by row (pairs cost int8 ~2x: the conversions fill the core)
         for i in range(2 * lo, min(2 * hi, d_out)):
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
     for p in range(lo, hi):  # rows in pairs: each load of x feeds two rows; an odd last row is done twice
         i0, i1 = 2 * p, min(2 * p + 1, d_out - 1)
-        _rows2(data[i0], scales[i0], data[i1], scales[i1], X, out, i0, out, i1, buf)
+        _rows2(data, scales, i0, data, scales, i1, X, out, out, buf)
 
 
 @_pjit
@@ -170,12 +177,14 @@ def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T,
 
 @_jit
 def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for rows lo..hi-1 of w1, w3 (hidden, dim)
-    buf, X3 = np.empty((2, X.shape[1]), np.float32), X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
+    buf, X3 = np.empty((2, 1, X.shape[1]), np.float32), X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
     for i in range(lo, hi):  # row i of w1 and row i of w3 as the pair: the gate is ready as soon as both are
-        if X.shape[0] == 1 and d1.shape[1] > 1:  # one token, int8 groups
+        if X.shape[0] == 1 and d1.shape[1] == 1:  # one token, fp32 or fp16
+            H1[0, i], H3[0, i] = _dot2(d1, s1, i, d3, s3, i, X[0])
+        elif X.shape[0] == 1:  # one token, int8 groups
             H1[0, i], H3[0, i] = _q8_dot(d1, s1, i, X3[0]), _q8_dot(d3, s3, i, X3[0])
         else:
-            _rows2(d1[i], s1[i], d3[i], s3[i], X, H1, i, H3, i, buf)
+            _rows2(d1, s1, i, d3, s3, i, X, H1, H3, buf)
         for b in range(X.shape[0]):
             v = H1[b, i]
             H1[b, i] = v / (np.float32(1.0) + np.exp(-v)) * H3[b, i]
