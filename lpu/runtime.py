@@ -42,9 +42,11 @@ DATA_MODELS = DATA_DIR / "models"
 DEFAULT_CHECKPOINT = DATA_MODELS / "tiny_shakespeare.bin"
 DEFAULT_TOKENIZER = DATA_MODELS / "tok512_shakespeare.bin"
 BUNDLED = {"shakespeare": DEFAULT_CHECKPOINT, "draft": DATA_MODELS / "tiny_shakespeare_draft.bin"}  # Engine.default(name); one tokenizer
-# Threads for token generation when neither ``threads=`` nor LPU_THREADS says: 1. The bundled and
-# stories models are small, so a second thread saves little and costs much when the cores are busy:
-# on a 2-core machine shared with other jobs, 2 threads gave 36 tok/s against 254 with 1 (issue 15).
+# Threads for token generation when neither ``threads=`` nor LPU_THREADS says: 1. A second thread gains
+# little and, when the cores are busy, loses much (benchmarks/kernels.py, 2-core Xeon): idle (load ~2),
+# 2 threads gave 1.3x (bundled model) and 1.6x (stories15M shapes); shared with other jobs (load ~10),
+# 2 threads gave 128 tok/s against 874 with 1 (bundled) and 899 against 2,092 (stories260K); issue 15
+# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow.
 DEFAULT_THREADS = 1
 
 
