@@ -208,9 +208,8 @@ class Engine:
 
     def _alloc_state(self):
         c, T, f = self.config, self.chunk_rows, np.float32
-        q_dim = c.n_heads * c.head_dim
-        self._bufs = (np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, q_dim), f),
-                      np.zeros((T, c.kv_dim), f), np.zeros((T, c.kv_dim), f), np.zeros((T, q_dim), f), np.zeros((T, c.hidden_dim), f),
+        self._bufs = (np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, c.q_dim), f),
+                      np.zeros((T, c.kv_dim), f), np.zeros((T, c.kv_dim), f), np.zeros((T, c.q_dim), f), np.zeros((T, c.hidden_dim), f),
                       np.zeros((T, c.hidden_dim), f), np.zeros((T * c.n_heads, c.seq_len), f))  # X XB XO Q K V AO H1 H3 att
         self.logits = np.zeros((T, c.vocab_size), f)
         self._token = np.zeros(1, np.int64)
