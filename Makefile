@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lab lint bench clean
+.PHONY: run test lab lint bench clean serve
 
 run: $(STAMP)
 	$(PY) -m lpu
@@ -15,6 +15,9 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
+
+serve: $(STAMP)  # the OpenAI-compatible endpoint and the race page on http://127.0.0.1:8000/
+	$(PY) -m lpu serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lpu tests benchmarks scripts

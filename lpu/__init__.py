@@ -18,7 +18,7 @@ from . import hardware, models, sram  # noqa: E402
 __version__ = "0.1.0"
 __all__ = ["Engine", "simulate", "hardware", "models", "sram", "__version__"]
 _LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published",
-         "voice", "speech")
+         "voice", "speech", "serve")
 
 
 def __getattr__(name):

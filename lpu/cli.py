@@ -175,10 +175,16 @@ def voice_cmd(args) -> int:
     return 0
 
 
+def serve_cmd(args) -> int:
+    from .serve import run  # FastAPI and uvicorn: the serve extra
+
+    return run(args.host, args.port, args.checkpoint, args.tokenizer, warm=not args.no_warm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice,serve}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
@@ -224,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=int, default=10_000)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=voice_cmd)
+    sv = sub.add_parser("serve", help="OpenAI-compatible endpoint with real tokens paced by simulated systems, and the race page (lpu.serve)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for a workshop room)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--checkpoint", help="a llama2.c model file to write the text; default: the bundled Shakespeare model")
+    sv.add_argument("--tokenizer", help="its llama2.c tokenizer file")
+    sv.add_argument("--no-warm", action="store_true", help="skip pre-computing the LPU ids' pacing for short requests")
+    sv.set_defaults(func=serve_cmd)
     return p
 
 
