@@ -124,10 +124,10 @@ def test_completions_sampling_seed_and_stop(client, engine):
     assert streamed == s.choices[0].text
 
 
-@pytest.mark.parametrize("model", [LPU, A100])
-def test_one_stream_is_paced_at_the_simulated_itl(client, engine, model):
-    times, _, x, _ = _timed_stream(client, model, 48, temperature=0)
-    p = pacing(model, 1, bucket(len(engine.tokenizer.encode(chat_prompt(MESSAGES), bos=True))), bucket(48))
+@pytest.mark.parametrize("model, tokens", [(LPU, 150), (A100, 40)])  # spans of ~0.6 s and ~1 s: long enough to measure on a loaded machine
+def test_one_stream_is_paced_at_the_simulated_itl(client, engine, model, tokens):
+    times, _, x, _ = _timed_stream(client, model, tokens, temperature=0)
+    p = pacing(model, 1, bucket(len(engine.tokenizer.encode(chat_prompt(MESSAGES), bos=True))), bucket(tokens))
     assert x["users"] == 1 and x["itl_s"] == pytest.approx(p.itl_s) and x["ttft_s"] == pytest.approx(p.ttft_s)
     itl = (times[-1] - times[0]) / (len(times) - 1)
     assert itl == pytest.approx(p.itl_s, rel=PACING_TOLERANCE), f"client mean ITL {itl * 1e3:.2f} ms, simulated {p.itl_s * 1e3:.2f} ms"
@@ -219,3 +219,28 @@ def test_the_server_survives_what_clients_send(url, client):
         assert _post(url, "/v1/completions", body)[0] == 400
     assert _post(url, "/v1/nothing", b"{}")[0] == 404
     assert client.chat.completions.create(model=A100, messages=MESSAGES, max_tokens=2).usage.completion_tokens == 2
+
+
+def test_race_client_measures_each_token_beside_its_simulated_time(url):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lpu import plots
+    from lpu.serve import race
+
+    race(url, [LPU, A100], "Who is there?", max_tokens=16)  # computes the LPU's schedule for this shape (~0.5-2 s, once)
+    df = race(url, [LPU, A100], "Who is there?", max_tokens=16)
+    assert list(df.columns) == ["model", "token", "text", "t_client_s", "t_sim_s", "ttft_sim_s", "itl_sim_s"]
+    for _, g in df.groupby("model"):
+        assert list(g.token) == list(range(16)) and (np.diff(g.t_client_s) >= 0).all()
+        assert np.allclose(g.t_sim_s, g.ttft_sim_s + g.token * g.itl_sim_s)
+    a100 = df[df.model == A100]  # (the LPU's 4 ms pacing is measured over more tokens above)
+    assert (a100.t_client_s.iloc[-1] - a100.t_client_s.iloc[0]) / 15 == pytest.approx(a100.itl_sim_s.iloc[0], rel=PACING_TOLERANCE)
+    last = df.groupby("model").t_client_s.max()
+    assert last[LPU] < last[A100]
+    ax = plots.race_times(df)
+    assert len(ax.lines) == 2 and len(ax.collections) == 2
+    with pytest.raises(ValueError, match="model_ids"):
+        race(url, [], "x")
+    with pytest.raises(RuntimeError, match="404"):
+        race(url, ["gpt-4"], "x")

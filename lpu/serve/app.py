@@ -37,7 +37,8 @@ from .streams import END, EnginePool, Generator, Stream
 from .text import StopFilter, chat_prompt, stop_list
 
 DISCONNECT_POLL_S = 0.1  # a non-streamed request checks this often whether its client is still there
-WARM_PROMPT_BUCKETS, WARM_OUTPUT_BUCKETS = (16, 32, 64), (16, 32, 64, 128)  # race-page shapes pre-computed for the LPU ids
+# request shapes pre-computed for the LPU ids (one user), most likely first: the race page's default prompt and max_tokens
+WARM_PROMPT_BUCKETS, WARM_OUTPUT_BUCKETS = (32, 16, 64), (64, 32, 16, 128)
 
 
 class APIError(Exception):
@@ -302,7 +303,7 @@ def create_app(engine: Engine | None = None, warm: bool = True) -> FastAPI:
         if not loc:
             return _error_response(APIError(400, f"the request body must be a JSON object: {err.get('msg')}"))
         param = ".".join(loc)
-        return _error_response(APIError(400, f"{param}: {err.get('msg')} (got {err.get('input')!r})" if err.get("type") != "missing"
+        return _error_response(APIError(400, f"{param}: {err.get('msg')} (got {repr(err.get('input'))[:200]})" if err.get("type") != "missing"
                                         else f"{param}: required field missing", loc[0], "invalid_value" if err.get("type") != "missing" else "missing"))
 
     @app.exception_handler(StarletteHTTPException)

@@ -67,7 +67,10 @@ class Stream:
         return self.start_s + self.ttft_s + i * self.itl_s
 
     def put(self, item):
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop has closed (the server is stopping): nobody waits for this stream
+            self.cancelled = True
 
 
 class Generator:
