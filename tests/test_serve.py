@@ -39,6 +39,9 @@ def client(url):
 
 @pytest.fixture(scope="module")
 def engine():
+    import numba
+
+    numba.set_num_threads(1)  # the reference text on one thread, as the server writes it (two OpenMP threads crawl on a busy machine)
     return Engine.default()
 
 
@@ -145,9 +148,8 @@ def test_eight_concurrent_streams_are_each_paced_at_their_simulated_itl(client):
     for t in threads:
         t.join()
     assert max(x["users"] for _, _, x, _ in out) >= 6  # the streams were in flight together
-    for times, _, x, _ in out:
-        itl = (times[-1] - times[0]) / (len(times) - 1)
-        assert len(times) == 32 and itl == pytest.approx(x["itl_s"], rel=PACING_TOLERANCE), (itl, x)
+    errors = [((t[-1] - t[0]) / (len(t) - 1)) / x["itl_s"] - 1 for t, _, x, _ in out]
+    assert all(len(t) == 32 for t, _, _, _ in out) and max(map(abs, errors)) <= PACING_TOLERANCE, [f"{e:+.1%}" for e in errors]
     # more users on the id, a slower (or equal) simulated step, as the simulator says
     by_users = sorted((x["users"], x["itl_s"]) for _, _, x, _ in out)
     assert all(a[1] <= b[1] for a, b in zip(by_users, by_users[1:]))

@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .catalog import HOSTED, Pacing, pacing
 
 Key = tuple  # (model_id, users, prompt_tokens, output_tokens): the arguments of catalog.pacing
+
+
+def _exit_with_parent(parent_pid: int):
+    """In the worker: end it once the server's process has gone, however that ended (a killed server leaves no orphan)."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class Schedules:
@@ -44,7 +57,8 @@ class Schedules:
     @staticmethod
     def _new_pool() -> ProcessPoolExecutor:
         # spawn: a fresh interpreter (forking a process that runs numba's OpenMP threads is unsafe)
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
+                                   initargs=(os.getpid(),))
 
     def get(self, key: Key) -> Future:
         with self._cv:

@@ -76,7 +76,7 @@ class Stream:
 class Generator:
     """The generation thread (see the module docstring). ``submit(stream)``; ``cancel(stream)`` frees its engine soon."""
 
-    def __init__(self, pool: EnginePool, lookahead_s: float = 0.25):
+    def __init__(self, pool: EnginePool, lookahead_s: float = 1.0):
         self.pool, self.lookahead_s = pool, lookahead_s
         self._heap: list[tuple[float, int, Stream]] = []
         self._seq = itertools.count()
