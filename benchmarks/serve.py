@@ -3,10 +3,12 @@
 For each model id, N streams start together (client threads reading the server-sent events, the server in a
 child process); each stream's client-measured mean inter-token latency, (t_last - t_first) / (tokens - 1), is
 compared with the simulated ITL the server reports for it (x_lpu.itl_s). N doubles, then steps, until a stream
-misses by more than 10%. Every N runs twice: the first run computes the pacing for 1..N users (an LPU system
-of 576 chips takes ~0.5 s of simulation per user count), the second is measured. Tokens/s served: all
-streams' tokens over the wall time from the common start to the last token, beside what the Engine alone
-generates on one thread in the same run (the server's ceiling: one generation thread writes every stream).
+misses by more than 10%, then bisects between the last N held and the first missed. Every N runs twice: the
+first run computes the pacing for 1..N users (an LPU system of 576 chips takes ~0.5 s of simulation per user
+count), the second is measured. Tokens/s served: all
+streams' tokens over the wall time from the common start to the last token; the Engine's work also counts each
+stream's prompt (fed token by token), to set beside what the Engine alone does on one thread in the same run (the
+server's ceiling: one generation thread writes every stream).
 
     .venv/bin/python benchmarks/serve.py [--max-tokens 64] [--ids llama2-70b@lpu-v1x576 llama2-70b@a100x4-fp16]
 """
@@ -24,6 +26,7 @@ import numpy as np
 from lpu import Engine
 from lpu.serve import background
 from lpu.serve.race import stream_chat
+from lpu.serve.text import chat_prompt
 
 TOLERANCE = 0.10
 PROMPT = "Who is there?"
@@ -61,19 +64,28 @@ def run_streams(url: str, model: str, n: int, max_tokens: int) -> dict:
                                                                                                         if not isinstance(r, Exception)])))
 
 
+def measure(url: str, model: str, n: int, max_tokens: int) -> dict:
+    run_streams(url, model, n, max_tokens)  # computes the pacing for up to n users
+    row = run_streams(url, model, n, max_tokens)
+    row["held"] = row["worst"] <= TOLERANCE
+    print(f"  {model:26s} {n:4d} streams: worst |ITL error| {row['worst']:6.1%}, median {row['median']:5.1%}, simulated ITL "
+          f"{row['itl_ms']:6.2f} ms, first token late by up to {row['first_late_ms']:6.1f} ms, served {row['tokens_per_s']:7,.0f} tok/s "
+          f"{'held' if row['held'] else 'MISSED'}", flush=True)
+    return row
+
+
 def ramp(url: str, model: str, max_tokens: int, limit: int) -> list[dict]:
     rows, n = [], 1
     while n <= limit:
-        run_streams(url, model, n, max_tokens)  # computes the pacing for up to n users
-        row = run_streams(url, model, n, max_tokens)
-        row["held"] = row["worst"] <= TOLERANCE
-        rows.append(row)
-        print(f"  {model:26s} {n:4d} streams: worst |ITL error| {row['worst']:6.1%}, median {row['median']:5.1%}, simulated ITL "
-              f"{row['itl_ms']:6.2f} ms, first token late by up to {row['first_late_ms']:6.1f} ms, served {row['tokens_per_s']:7,.0f} tok/s "
-              f"{'held' if row['held'] else 'MISSED'}", flush=True)
-        if not row["held"]:
+        rows.append(measure(url, model, n, max_tokens))
+        if not rows[-1]["held"]:
             break
         n = n * 2 if n < 8 else n + 8
+    held = [r["n"] for r in rows if r["held"]]
+    lo, hi = (held[-1] if held else 0), rows[-1]["n"]
+    while not rows[-1]["held"] and hi - lo > 1:  # bisect between the last N held and the first missed
+        rows.append(measure(url, model, (lo + hi) // 2, max_tokens))
+        lo, hi = (rows[-1]["n"], hi) if rows[-1]["held"] else (lo, rows[-1]["n"])
     return rows
 
 
@@ -98,22 +110,26 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=128, help="most streams tried")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.max_tokens} tokens a stream; prompt {PROMPT!r}")
+    prompt_tokens = len(Engine.default().tokenizer.encode(chat_prompt([{"role": "user", "content": PROMPT}]), bos=True))
     before = engine_tokens_per_s()
     print(f"Engine alone (bundled model, one thread): {before:,.0f} tok/s")
     summary = []
     with background(warm=False) as url:
         for model in args.ids:
             rows = ramp(url, model, args.max_tokens, args.limit)
-            held = [r for r in rows if r["held"]]
+            held = sorted((r for r in rows if r["held"]), key=lambda r: r["n"])
+            missed = sorted(r["n"] for r in rows if not r["held"])
             best = held[-1] if held else None
             summary.append([model, f"{rows[0]['itl_ms']:.2f}", str(best["n"]) if best else "0", f"{best['tokens_per_s']:,.0f}" if best else "-",
-                            f"{best['worst']:.1%}" if best else "-", f"{rows[-1]['n']}" if not rows[-1]["held"] else f">{rows[-1]['n']}"])
+                            f"{best['worst']:.1%}" if best else "-", str(missed[0]) if missed else f">{held[-1]['n']}",
+                            f"{best['tokens_per_s'] * (1 + prompt_tokens / args.max_tokens):,.0f}" if best else "-"])
     after = engine_tokens_per_s()
     ceiling = (before + after) / 2
     print(f"\nload average after: {os.getloadavg()[0]:.2f}; Engine alone after: {after:,.0f} tok/s (mean of before and after: {ceiling:,.0f})")
     for r in summary:
-        r.append(f"{float(r[3].replace(',', '')) / ceiling:.0%}" if r[3] != "-" else "-")
-    header = ["model id", "sim ITL ms (1 user)", "streams held", "tok/s served", "worst |ITL err|", "first N missed", "served / Engine alone"]
+        r.append(f"{float(r[6].replace(',', '')) / ceiling:.0%}" if r[6] != "-" else "-")
+    header = ["model id", "sim ITL ms (1 user)", "streams held", "tok/s served", "worst |ITL err|", "first N missed",
+              f"Engine tok/s (+{prompt_tokens} prompt each)", "of Engine alone"]
     widths = [max(len(h), *(len(r[i]) for r in summary)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in summary:
