@@ -97,10 +97,6 @@ class Pacing:
     def output_tokens_per_s(self) -> float:
         return 1 / self.itl_s
 
-    def release_s(self, i: int) -> float:
-        """Seconds from the start of the request to the release of token ``i`` (0-based)."""
-        return self.ttft_s + i * self.itl_s
-
 
 def bucket(tokens: int) -> int:
     """``tokens`` rounded up to a power of two, at least `MIN_BUCKET` (the cached request shapes).

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .catalog import HOSTED, Pacing, pacing
+from .catalog import HOSTED, pacing
 
 Key = tuple  # (model_id, users, prompt_tokens, output_tokens): the arguments of catalog.pacing
 
@@ -71,11 +71,6 @@ class Schedules:
                 self._urgent.append(key)
                 self._cv.notify()
             return fut
-
-    def cached(self, key: Key) -> Pacing | None:
-        """The pacing for ``key`` if it is already computed, else None (starts nothing)."""
-        fut = self._done.get(key)
-        return fut.result() if fut is not None and fut.done() and fut.exception() is None else None
 
     def _next(self) -> tuple[Key, Future] | None:
         with self._cv:
