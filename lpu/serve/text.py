@@ -56,7 +56,7 @@ def stop_list(stop) -> list[str]:
 
 
 class StopFilter:
-    """Cuts generated text at the first stop sequence, holding back only what could still be the start of one.
+    """Cuts generated text at the first stop sequence to complete, holding back only what could still be the start of one.
 
     ``feed(piece)`` returns the text now safe to send and whether a stop was met
     (after which nothing more is sent); ``flush()`` returns what was held back.
@@ -73,8 +73,9 @@ class StopFilter:
         if self.stopped:
             return "", True
         text = self.held + piece
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i + len(s), i) for s, i in ((s, text.find(s)) for s in self.stops) if i >= 0]
+        if found:  # the stop completed first wins (then the longer one): how the text is split into pieces cannot matter
+            cut = min(found)[1]
             self.held, self.stopped = "", True
             return text[:cut], True
         keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
