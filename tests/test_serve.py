@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,3 +301,15 @@ def test_stop_filter_cuts_at_the_first_stop_however_the_text_is_split():
         assert out == (text[:min(found)[1]] if found else text) and stopped == bool(found)
 
     check()
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+STORIES, TOK512 = SHARED / "stories260K.bin", SHARED / "tok512.bin"
+
+
+@pytest.mark.skipif(not STORIES.exists(), reason=f"the llama2.c test model is not at {SHARED} (../shared/models beside the repo)")
+def test_serve_writes_with_a_users_llama2c_checkpoint(engine):  # (the engine fixture: the reference on one thread)
+    with background(checkpoint=STORIES, tokenizer=TOK512, warm=False) as u:
+        c = openai.OpenAI(base_url=f"{u}/v1", api_key="not-needed", max_retries=0)
+        r = c.completions.create(model=A100, prompt="Once upon a time", max_tokens=12, temperature=0)
+    assert r.choices[0].text == Engine.from_llama2c(STORIES, TOK512).complete("Once upon a time", 12, temperature=0.0)
