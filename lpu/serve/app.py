@@ -141,11 +141,11 @@ class _Run:
                     prompt_time=prompt, completion_time=completion, total_time=queue + prompt + completion)
 
     def x_lpu(self) -> dict:
-        """The simulated system behind the times, and how late the CPU made any token."""
+        """The simulated system behind the times; the measured wait for its schedule; how late the CPU made any token."""
         p = self.pacing
         return dict(system=self.mid.system, chips=p.chips, precision=p.precision, users=p.users, ttft_s=p.ttft_s, itl_s=p.itl_s,
-                    output_tokens_per_s=p.output_tokens_per_s, first_token_late_s=self.first_late_s, max_token_late_s=self.max_late_s,
-                    source=p.source)
+                    output_tokens_per_s=p.output_tokens_per_s, queue_s=self.start_s - self.arrival_s, first_token_late_s=self.first_late_s,
+                    max_token_late_s=self.max_late_s, source=p.source)
 
 
 class _State:

@@ -3,9 +3,11 @@
 Simulating an LPU system of hundreds of chips takes about a second of Python
 work. Done in the server's process it would hold the interpreter lock that the
 event loop (releasing tokens on time) and the generation thread need, so one
-worker process computes every pacing, one at a time: the server's requests
+worker process computes the LPU pacings, one at a time: the server's requests
 first, then a warm-up list (the ids of /v1/models and the likely request
-shapes) while nothing else waits. Identical keys share one computation.
+shapes) while nothing else waits. GPU servers (milliseconds) and the hosted
+profile (a table) are computed at once on a thread of their own, never queued
+behind an LPU system. Identical keys share one computation.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .catalog import HOSTED, pacing
+from .catalog import ModelId, pacing
 
 Key = tuple  # (model_id, users, prompt_tokens, output_tokens): the arguments of catalog.pacing
 
@@ -34,23 +36,30 @@ def _exit_with_parent(parent_pid: int):
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _slow(model_id: str) -> bool:
+    """Whether pacing ``model_id`` needs the static schedule of an LPU system (the worker process's job)."""
+    try:
+        return ModelId.parse(model_id).lpu
+    except ValueError:
+        return False  # pacing() raises the error at once, on the quick thread
+
+
 class Schedules:
     """``get(key)`` returns a Future of the `Pacing` (or of the ValueError `pacing` raised) for ``key``.
 
     Parameters
     ----------
     warm : keys to compute while no request waits, in this order.
-    in_process : compute in a thread of this process instead (for debugging; the server holds its lock meanwhile).
     """
 
-    def __init__(self, warm: list[Key] = (), in_process: bool = False):
+    def __init__(self, warm: list[Key] = ()):
         self._done: dict[Key, Future] = {}
         self._urgent: collections.deque[Key] = collections.deque()
         self._warm = collections.deque(warm)
         self._cv = threading.Condition()
         self._closed = False
-        self._in_process = in_process
-        self._pool = None if in_process else self._new_pool()
+        self._pool = self._new_pool()
+        self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpu-serve-quick-schedules")
         self._thread = threading.Thread(target=self._run, name="lpu-serve-schedules", daemon=True)
         self._thread.start()
 
@@ -64,10 +73,10 @@ class Schedules:
         with self._cv:
             fut = self._done.get(key)
             if fut is None:
-                fut = self._done[key] = Future()
-                if key[0].endswith(f"@{HOSTED}"):  # a published profile: nothing to simulate, no need to wait in line
-                    fut.set_result(pacing(*key))
+                if not _slow(key[0]):
+                    fut = self._done[key] = self._quick.submit(pacing, *key)
                     return fut
+                fut = self._done[key] = Future()
                 self._urgent.append(key)
                 self._cv.notify()
             return fut
@@ -80,7 +89,9 @@ class Schedules:
                     return key, self._done[key]
                 while self._warm:
                     key = self._warm.popleft()
-                    if key not in self._done:
+                    if key not in self._done and not _slow(key[0]):
+                        self.get(key)
+                    elif key not in self._done:
                         fut = self._done[key] = Future()
                         return key, fut
                 self._cv.wait()
@@ -90,9 +101,6 @@ class Schedules:
         while (job := self._next()) is not None:
             key, fut = job
             try:
-                if self._in_process:
-                    fut.set_result(pacing(*key))
-                    continue
                 try:
                     fut.set_result(self._pool.submit(pacing, *key).result())
                 except BrokenProcessPool:  # the worker died (killed, out of memory): once more in a fresh one
@@ -105,5 +113,5 @@ class Schedules:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._quick.shutdown(wait=False, cancel_futures=True)
