@@ -19,10 +19,13 @@ SWITCH_INTERVAL_S = 0.001  # the interpreter hands its lock between threads this
 
 def run(host: str = "127.0.0.1", port: int = 8000, checkpoint: str | None = None, tokenizer: str | None = None, warm: bool = True) -> int:
     """Serve until interrupted: the OpenAI-compatible API under ``/v1`` and the race page at ``/``."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        from .app import create_app
+    except ImportError as e:  # the command line says this in one line
+        raise ValueError(f"lpu serve needs the serve extra (FastAPI, uvicorn): pip install -e '.[serve]' ({e})") from None
     from ..runtime import Engine
-    from .app import create_app
 
     if bool(checkpoint) != bool(tokenizer):
         raise ValueError("give both --checkpoint and --tokenizer, or neither for the bundled model")
