@@ -164,6 +164,20 @@ def test_eight_concurrent_streams_are_each_paced_at_their_simulated_itl(client):
     assert all(a[1] <= b[1] for a, b in zip(by_users, by_users[1:]))
 
 
+def test_lpu_streams_are_simulated_with_users_rounded_up_to_a_power_of_two(client):
+    from lpu.serve import ModelId
+    from lpu.serve.catalog import users_bucket
+
+    out = [None] * 3
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, _timed_stream(client, LPU, 40, temperature=0)[2])) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(x["streams"] for x in out) >= 2
+    assert all(x["users"] == users_bucket(ModelId.parse(LPU), x["streams"]) for x in out), out
+
+
 def test_thirty_two_concurrent_streams_complete_and_free_their_slots(client):
     done = []
 

@@ -5,8 +5,9 @@
 server-sent events, one per token, ending in ``data: [DONE]``, or in one
 JSON answer) and the race page at ``/``. A request is admitted at once; its
 pacing (`lpu.serve.catalog.pacing`, with the streams in flight on its id as
-``users``) comes from the `lpu.serve.schedules.Schedules` cache; its tokens
-come from the `lpu.serve.streams.Generator` thread and leave at the simulated
+``users``, see `lpu.serve.catalog.users_bucket`) comes from the
+`lpu.serve.schedules.Schedules` cache; its tokens come from the
+`lpu.serve.streams.Generator` thread and leave at the simulated
 times: the first at ``TTFT`` after the start (or when the CPU has it, if
 later), token i at ``i x ITL`` after the first. Errors have OpenAI's shape,
 ``{"error": {"message", "type", "param", "code"}}``.
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..runtime import Engine
 from . import catalog
-from .catalog import KNOWN_IDS, ModelId, Pacing, bucket
+from .catalog import KNOWN_IDS, ModelId, Pacing, bucket, users_bucket
 from .schedules import Schedules
 from .streams import END, EnginePool, Generator, Stream
 from .text import StopFilter, chat_prompt, stop_list
@@ -143,7 +144,7 @@ class _Run:
     def x_lpu(self) -> dict:
         """The simulated system behind the times; the measured wait for its schedule; how late the CPU made any token."""
         p = self.pacing
-        return dict(system=self.mid.system, chips=p.chips, precision=p.precision, users=p.users, ttft_s=p.ttft_s, itl_s=p.itl_s,
+        return dict(system=self.mid.system, chips=p.chips, precision=p.precision, users=p.users, streams=self.users, ttft_s=p.ttft_s, itl_s=p.itl_s,
                     output_tokens_per_s=p.output_tokens_per_s, queue_s=self.start_s - self.arrival_s, first_token_late_s=self.first_late_s,
                     max_token_late_s=self.max_late_s, source=p.source)
 
@@ -155,7 +156,9 @@ class _State:
         self.generator = Generator(self.pool)
         shapes = [(i, 1, catalog.CATALOGUE_PROMPT_TOKENS, catalog.CATALOGUE_OUTPUT_TOKENS) for i in KNOWN_IDS]
         if warm:
-            shapes += [(i, 1, pb, ob) for pb in WARM_PROMPT_BUCKETS for ob in WARM_OUTPUT_BUCKETS for i in KNOWN_IDS if ModelId.parse(i).lpu]
+            lpus = [i for i in KNOWN_IDS if ModelId.parse(i).lpu]
+            shapes += [(i, 1, pb, ob) for pb in WARM_PROMPT_BUCKETS for ob in WARM_OUTPUT_BUCKETS for i in lpus]
+            shapes += [(i, u, WARM_PROMPT_BUCKETS[0], WARM_OUTPUT_BUCKETS[0]) for u in (2, 4, 8) for i in lpus]  # a few people racing at once
         self.schedules = Schedules(shapes)
         self.active: Counter[str] = Counter()
         self.ids = itertools.count(1)
@@ -201,7 +204,7 @@ class _State:
             raise APIError(404, f"model {mid.id!r} cannot be served: {e}. Known model ids: {', '.join(KNOWN_IDS)}", "model", "model_not_found") from None
         run = _Run(self, mid, n_prompt, max_tokens, stops, arrival_s)
         try:
-            run.pacing = await self.pacing((mid.id, run.users, bucket(n_prompt), bucket(max_tokens)))
+            run.pacing = await self.pacing((mid.id, users_bucket(mid, run.users), bucket(n_prompt), bucket(max_tokens)))
         except ValueError as e:
             run.release()
             raise APIError(503, f"{mid.id} cannot take {run.users} concurrent streams: {e}", "model", "overloaded", "server_error") from None
