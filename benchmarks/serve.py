@@ -83,7 +83,7 @@ def ramp(url: str, model: str, max_tokens: int, limit: int) -> list[dict]:
         n = n * 2 if n < 8 else n + 8
     held = [r["n"] for r in rows if r["held"]]
     lo, hi = (held[-1] if held else 0), rows[-1]["n"]
-    while not rows[-1]["held"] and hi - lo > 1:  # bisect between the last N held and the first missed
+    while hi - lo > 1 and not all(r["held"] for r in rows):  # bisect between the last N held and the first missed
         rows.append(measure(url, model, (lo + hi) // 2, max_tokens))
         lo, hi = (rows[-1]["n"], hi) if rows[-1]["held"] else (lo, rows[-1]["n"])
     return rows
