@@ -255,7 +255,8 @@ def test_race_client_measures_each_token_beside_its_simulated_time(url):
 
     race(url, [LPU, A100], "Who is there?", max_tokens=16)  # computes the LPU's schedule for this shape (~0.5-2 s, once)
     df = race(url, [LPU, A100], "Who is there?", max_tokens=16)
-    assert list(df.columns) == ["model", "token", "text", "t_client_s", "t_sim_s", "ttft_sim_s", "itl_sim_s"]
+    assert list(df.columns) == ["model", "token", "text", "t_client_s", "t_sim_s", "ttft_sim_s", "itl_sim_s", "queue_s"]
+    assert (df.queue_s < 0.1).all()  # the schedules were cached by the first race
     for _, g in df.groupby("model"):
         assert list(g.token) == list(range(16)) and (np.diff(g.t_client_s) >= 0).all()
         assert np.allclose(g.t_sim_s, g.ttft_sim_s + g.token * g.itl_sim_s)

@@ -17,7 +17,7 @@ import urllib.parse
 
 import pandas as pd
 
-COLUMNS = ["model", "token", "text", "t_client_s", "t_sim_s", "ttft_sim_s", "itl_sim_s"]
+COLUMNS = ["model", "token", "text", "t_client_s", "t_sim_s", "ttft_sim_s", "itl_sim_s", "queue_s"]
 
 
 def stream_chat(base_url: str, model: str, prompt: str, max_tokens: int = 64, t0: float | None = None, timeout_s: float = 60.0, **params) -> dict:
@@ -55,7 +55,8 @@ def race(base_url: str, model_ids: list[str], prompt: str, max_tokens: int = 64,
     Returns
     -------
     DataFrame with one row per token event (`COLUMNS`): ``t_client_s``, seconds from the common start to
-    its arrival at this client; ``t_sim_s``, when the simulated system emits it (TTFT + i x ITL).
+    its arrival at this client; ``t_sim_s``, when the simulated system emits it (TTFT + i x ITL);
+    ``queue_s``, how long the server waited for that id's schedule before starting (0 once cached).
     """
     if not isinstance(model_ids, (list, tuple)) or not model_ids:
         raise ValueError(f"model_ids must be a non-empty list of model ids, got {model_ids!r}")
@@ -79,5 +80,6 @@ def race(base_url: str, model_ids: list[str], prompt: str, max_tokens: int = 64,
         if isinstance(r, Exception):
             raise r
         x = r["x_lpu"]
-        rows += [(mid, i, text, t, x["ttft_s"] + i * x["itl_s"], x["ttft_s"], x["itl_s"]) for i, (text, t) in enumerate(zip(r["texts"], r["times"]))]
+        rows += [(mid, i, text, t, x["ttft_s"] + i * x["itl_s"], x["ttft_s"], x["itl_s"], x["queue_s"])
+                 for i, (text, t) in enumerate(zip(r["texts"], r["times"]))]
     return pd.DataFrame(rows, columns=COLUMNS)
