@@ -16,9 +16,9 @@ DATA_DIR = Path(str(files(__name__) / "data"))
 from . import hardware, models, sram  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "simulate", "hardware", "models", "sram", "__version__"]
+__all__ = ["Engine", "simulate", "sweep", "hardware", "models", "sram", "__version__"]
 _LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published",
-         "voice", "speech", "serve")
+         "voice", "speech", "sweep", "serve")  # lpu.sweep(grid) calls lpu.sweep.sweep
 
 
 def __getattr__(name):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__, hardware, models, sram
 
 TOUR_CONTEXT_TOKENS = 4096  # context the tour sizes KV caches for (Llama 2's training context)
 TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's published system size, and Llama 2 70B at the fewest chips
+MODEL_HELP = f"a preset ({', '.join(models.names())}) or a path to a Hugging Face config.json or the folder holding one"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -140,6 +142,50 @@ def simulate_cmd(args) -> int:
     return 0
 
 
+def sweep_cmd(args) -> int:
+    import time
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .sweep import sweep
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--out {args.out!r}: give a .csv or .parquet file")
+    if args.scheduler and args.workers:
+        raise ValueError("--workers sizes the local process pool; with --scheduler the cluster's workers run the sweep")
+    try:
+        spec = json.loads(Path(args.grid).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--grid {args.grid!r} is not JSON: {e}") from None
+    if isinstance(spec, list):  # one object per configuration
+        spec = pd.DataFrame(spec)
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(args.scheduler, timeout=args.connect_timeout)
+        except (OSError, TimeoutError) as e:
+            raise ValueError(f"--scheduler {args.scheduler!r}: cannot reach a Dask scheduler there ({e})") from None
+    start = time.perf_counter()
+    try:
+        df = sweep(spec, client=client, workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    seconds = time.perf_counter() - start
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    failed = int(df["error"].notna().sum())
+    print(f"{len(df):,} configurations in {seconds:.1f} s ({len(df) / seconds:,.1f} per s) on "
+          f"{args.scheduler or f'{args.workers or os.cpu_count()} local process(es)'}; {failed:,} did not run (their error column says why) -> {out}")
+    return 0
+
+
 def bench(args) -> int:
     from . import validation
 
@@ -184,10 +230,10 @@ def serve_cmd(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,bench,voice,serve}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice,serve}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
-    c.add_argument("--model", help=f"one of: {', '.join(models.names())} (default: all)")
+    c.add_argument("--model", help=f"{MODEL_HELP} (default: all presets)")
     c.add_argument("--precision", action="append", help=f"repeatable; one of: {', '.join(models.PRECISIONS)}")
     c.add_argument("--chip", default="lpu-v1")
     c.add_argument("--context", type=int, default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
@@ -210,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
-    m.add_argument("--model", default="llama2-70b", help=f"one of: {', '.join(models.names())}")
+    m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")
     m.add_argument("--system", default="lpu-v1", help="lpu-v1, or a GPU: a100, h100, h200")
     m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
@@ -220,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=simulate_cmd)
+    w = sub.add_parser("sweep", help="a grid of simulate configurations into a CSV or parquet table (lpu.sweep), locally or on Dask")
+    w.add_argument("--grid", required=True, help='JSON: lists of simulate arguments, a cartesian product ({"model": ["llama2-70b"], '
+                   '"chips": [400, 576], "users": [1, 8]}), or a list of objects, one configuration each; models as presets or config paths')
+    w.add_argument("--out", required=True, help="results.csv or results.parquet")
+    w.add_argument("--scheduler", help="a Dask scheduler's address (tcp://HOST:8786); default: a local process pool")
+    w.add_argument("--workers", type=int, default=None, help="local processes (default: the CPU count)")
+    w.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach the scheduler (default %(default)s)")
+    w.set_defaults(func=sweep_cmd)
     b = sub.add_parser("bench", help="every published measurement against the simulators' prediction (lpu.validation)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=bench)

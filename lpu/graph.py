@@ -147,21 +147,21 @@ def build(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 
         return len(g.ops) - 1
 
     x = add("embed", "embed", (), weight="token_embedding_table", n_out=m.dim, wbytes_per=0, act=R * m.dim * a)
-    hd, kv = m.head_dim, m.kv_dim
+    hd, kv, qd = m.head_dim, m.kv_dim, m.q_dim  # qd: n_heads * head_dim, dim unless head_dim is given
     for layer in range(m.n_layers):
         L = f"L{layer}."
         n1 = add(L + "attn_norm", "rmsnorm", (x,), layer, "rms_att_weight", m.dim, m.dim, flops=4 * R * m.dim, act=2 * R * m.dim * a)
-        q = add(L + "wq", "matmul", (n1,), layer, "wq", m.dim, m.dim, wb["attention"])
+        q = add(L + "wq", "matmul", (n1,), layer, "wq", qd, m.dim, wb["attention"])
         k = add(L + "wk", "matmul", (n1,), layer, "wk", kv, m.dim, wb["attention"])
         v = add(L + "wv", "matmul", (n1,), layer, "wv", kv, m.dim, wb["attention"])
-        r = add(L + "rope", "rope", (q, k), layer, n_out=m.dim + kv, act=2 * R * (m.dim + kv) * a)
+        r = add(L + "rope", "rope", (q, k), layer, n_out=qd + kv, act=2 * R * (qd + kv) * a)
         w = add(L + "kv_write", "kv_write", (r, v), layer, n_out=2 * kv, act=2 * R * kv * a, kv_w=2 * R * kv * a)
         s = add(L + "attn_scores", "attention_scores", (r, w), layer, n_out=m.n_heads, n_in=hd, flops=2 * m.n_heads * hd * attended,
-                act=R * m.dim * a + m.n_heads * attended * a, kv_r=kv_rows * kv * a)
+                act=R * qd * a + m.n_heads * attended * a, kv_r=kv_rows * kv * a)
         sm = add(L + "softmax", "softmax", (s,), layer, n_out=m.n_heads, flops=5 * m.n_heads * attended, act=2 * m.n_heads * attended * a)
         av = add(L + "attn_values", "attention_values", (sm, w), layer, n_out=m.n_heads, n_in=hd, flops=2 * m.n_heads * hd * attended,
-                 act=m.n_heads * attended * a + R * m.dim * a, kv_r=kv_rows * kv * a)
-        o = add(L + "wo", "matmul", (av,), layer, "wo", m.dim, m.dim, wb["attention"])
+                 act=m.n_heads * attended * a + R * qd * a, kv_r=kv_rows * kv * a)
+        o = add(L + "wo", "matmul", (av,), layer, "wo", m.dim, qd, wb["attention"])
         x = add(L + "attn_residual", "residual", (o, x), layer, n_out=m.dim, act=3 * R * m.dim * a)
         n2 = add(L + "ffn_norm", "rmsnorm", (x,), layer, "rms_ffn_weight", m.dim, m.dim, flops=4 * R * m.dim, act=2 * R * m.dim * a)
         experts, src = 1, n2

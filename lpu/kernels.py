@@ -18,7 +18,10 @@ Introduced in ``notebooks/03_token_generation.ipynb``.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.metadata
 import math
+import os
 
 import numba
 import numpy as np
@@ -27,6 +30,25 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .quant import QuantizedTensor
+
+# Threading layer: TBB, the one both fork-safe (after GNU OpenMP, numba's default here, has run a parallel kernel, a
+# forked child dies, so a multiprocessing pool hangs) and thread-safe (lpu serve runs kernels from several threads at
+# once; workqueue aborts on that). PyPI's tbb puts libtbb in <prefix>/lib, which the loader does not search in a venv:
+# load it by path first (numba/numba#6108). A layer the user chose (NUMBA_THREADING_LAYER) wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    try:
+        for _lib in importlib.metadata.files("tbb") or ():
+            if _lib.name.startswith("libtbb.so."):
+                ctypes.CDLL(str(_lib.locate()), mode=ctypes.RTLD_GLOBAL)
+                break
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        pass  # conda's tbb sits where its Python finds it
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401  (raises where TBB cannot load)
+
+        numba.config.THREADING_LAYER = "safe"
+    except ImportError:
+        pass  # no TBB on this platform: numba's default layer (thread-safe, not always fork-safe)
 
 # All the jit flags, in one place. This fastmath subset lets LLVM reorder float sums
 # (vectorised reductions with several partial sums) and fuse multiply-adds, but unlike

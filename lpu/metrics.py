@@ -388,6 +388,6 @@ def lora_adapter_bytes(model, rank: int = 16, precision: str = "fp16") -> int:
     """Bytes of one LoRA adapter of ``rank`` on every attention and FFN matrix (A: rank x d_in, B: d_out x rank)."""
     m = models.get(model)
     r = _count("rank", rank)
-    dims = [(m.dim, m.dim), (m.dim, m.kv_dim), (m.dim, m.kv_dim), (m.dim, m.dim)] + [(m.dim, m.hidden_dim), (m.hidden_dim, m.dim), (m.dim, m.hidden_dim)]
+    dims = [(m.dim, m.q_dim), (m.dim, m.kv_dim), (m.dim, m.kv_dim), (m.q_dim, m.dim)] + [(m.dim, m.hidden_dim), (m.hidden_dim, m.dim), (m.dim, m.hidden_dim)]
     per_layer = sum(r * (d_in + d_out) for d_in, d_out in dims)
     return int(m.n_layers * per_layer * models.DTYPE_BYTES[models.get_precision(precision).activations])

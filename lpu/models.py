@@ -7,14 +7,18 @@ bytes at each precision, and KV-cache bytes per token. Introduced in
 ``notebooks/01_architecture.ipynb``.
 
 Presets carry the source of their shapes (the published ``config.json`` /
-``params.json`` of each release). Parameter counts are tested against the
-published model sizes in ``tests/test_models.py``.
+``params.json`` of each release); ``get`` also reads a Hugging Face
+``config.json`` (`from_hf_config`). Parameter counts are tested against the
+published model sizes in ``tests/test_models.py`` and ``tests/test_hf_config.py``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 # Bytes per element of each storage dtype. int4 packs two weights per byte.
 DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -96,17 +100,25 @@ class ModelConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     source: str = ""
+    head_dim: int | None = None  # width of one attention head; None: dim // n_heads (Gemma's differ)
+    qkv_bias: bool = False  # biases on wq, wk, wv (Qwen2)
 
     def __post_init__(self):
         def bad(what: str):
             raise ValueError(f"ModelConfig {self.name!r}: {what}")
 
-        for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "vocab_size", "seq_len", "n_experts", "experts_per_token"):
+        def positive(field: str):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(f"{field} must be a positive integer, got {value!r}")
-        if self.dim % self.n_heads:
-            bad(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+
+        for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "vocab_size", "seq_len", "n_experts", "experts_per_token"):
+            positive(field)
+        if self.head_dim is None:
+            if self.dim % self.n_heads:
+                bad(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads}), or give head_dim")
+            object.__setattr__(self, "head_dim", self.dim // self.n_heads)  # frozen: set once, here
+        positive("head_dim")
         if self.n_heads % self.n_kv_heads:
             bad(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if self.head_dim % 2:
@@ -116,8 +128,9 @@ class ModelConfig:
 
     # ---- shapes -----------------------------------------------------------
     @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
+    def q_dim(self) -> int:
+        """Width of the queries (and of the attention output wo reads): ``n_heads * head_dim``, ``dim`` unless head_dim is given."""
+        return self.n_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -131,7 +144,8 @@ class ModelConfig:
     def param_groups(self, active: bool = False) -> dict[str, int]:
         """Parameters per tensor group; ``active=True`` counts only the experts a token uses."""
         experts = self.experts_per_token if active else self.n_experts
-        per_layer_attention = 2 * self.dim * self.dim + 2 * self.dim * self.kv_dim  # wq, wo, wk, wv
+        per_layer_attention = 2 * self.dim * self.q_dim + 2 * self.dim * self.kv_dim  # wq, wo, wk, wv
+        per_layer_attention += (self.q_dim + 2 * self.kv_dim) * self.qkv_bias
         per_layer_ffn = experts * 3 * self.dim * self.hidden_dim  # w1, w2, w3 per expert
         per_layer_router = self.dim * self.n_experts if self.is_moe else 0
         return {
@@ -176,13 +190,13 @@ class ModelConfig:
         """
         T = self.seq_len if context_tokens is None else context_tokens
         act_bytes = DTYPE_BYTES[get_precision(precision).activations]
-        per_user = 2 * self.dim + self.dim + 2 * self.kv_dim + self.dim + 2 * self.hidden_dim + self.n_heads * T + self.vocab_size
+        per_user = 2 * self.dim + self.q_dim + 2 * self.kv_dim + self.q_dim + 2 * self.hidden_dim + self.n_heads * T + self.vocab_size
         return int(batch * per_user * act_bytes)
 
     def flops_per_token(self, context_tokens: int = 0) -> int:
         """FLOPs of one decode step: 2 per active weight plus attention over ``context_tokens``."""
         matmul = 2 * (self.n_active_params - self.param_groups(active=True)["norms"] - self.param_groups()["embedding"] * (not self.tied_embeddings))
-        attention = self.n_layers * 2 * 2 * self.n_heads * self.head_dim * context_tokens  # scores + weighted sum
+        attention = self.n_layers * 2 * 2 * self.q_dim * context_tokens  # scores + weighted sum
         return int(matmul + attention)
 
 
@@ -210,17 +224,99 @@ def names() -> list[str]:
     return list(PRESETS)
 
 
-def get(name: str | ModelConfig) -> ModelConfig:
-    """Return the preset called ``name`` (a `ModelConfig` passes through).
+# ---- Hugging Face config.json --------------------------------------------------------------
+# The decoders a ModelConfig describes faithfully: RMSNorm, rotary positions, a gated FFN of three
+# matrices (SwiGLU, GeGLU), grouped-query attention, top-k experts. model_type -> the default of
+# tie_word_embeddings in its transformers config class (a config.json leaves out defaults).
+HF_MODEL_TYPES = {"llama": False, "mistral": False, "mixtral": False, "qwen2": False, "qwen3": False, "gemma": True, "gemma2": True}
+_HF_REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size", "max_position_embeddings")
+
+
+def from_hf_config(path: str | os.PathLike) -> ModelConfig:
+    """A `ModelConfig` from a Hugging Face ``config.json`` (or the folder holding one); local files only.
+
+    Reads hidden size, layers, heads, KV heads, ``head_dim`` when given, intermediate size, vocabulary,
+    context (``max_position_embeddings``), experts and experts per token, tied embeddings and RoPE theta.
+    Approximations are stated in the config's ``source``: sliding-window attention on every layer
+    (Mistral 7B v0.1) limits the context to the window; on alternate layers (Gemma 2) it is simulated
+    as full attention, which overstates their KV cache beyond the window. See the README's
+    "Your model, and sweeps of thousands of configurations".
 
     Raises
     ------
     ValueError
-        For an unknown name, listing the known ones.
+        For a missing or unreadable file, missing fields, or an architecture it cannot represent
+        (multi-head latent attention, shared experts, multimodal configs, other model types).
+    """
+    p = Path(path)
+    file = p / "config.json" if p.is_dir() else p
+    if not file.is_file():
+        raise ValueError(f"model path {str(path)!r}: no Hugging Face config.json there (give the file or the folder holding it)")
+    try:
+        cfg = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"model path {str(file)!r} is not a readable JSON config: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"model path {str(file)!r}: a config.json holds a JSON object, got {type(cfg).__name__}")
+    name = file.parent.name if file.name == "config.json" and file.parent.name else file.stem
+    where = f"{name} ({file})"
+    kind = cfg.get("model_type")
+
+    def unsupported(what: str):
+        raise ValueError(f"{where}: {what} cannot be represented by lpu's ModelConfig (a Llama-style decoder); "
+                         f"supported model_type values: {', '.join(HF_MODEL_TYPES)}")
+
+    if "kv_lora_rank" in cfg:
+        unsupported(f"multi-head latent attention (MLA, kv_lora_rank {cfg['kv_lora_rank']}, model_type {kind!r}): its KV cache is a compressed latent")
+    if "text_config" in cfg:
+        unsupported(f"a multimodal config (model_type {kind!r}); its text model is under text_config")
+    if cfg.get("shared_expert_intermediate_size") or cfg.get("n_shared_experts"):
+        unsupported(f"shared experts (model_type {kind!r})")
+    if kind not in HF_MODEL_TYPES:
+        unsupported(f"model_type {kind!r}")
+    missing = [k for k in _HF_REQUIRED if cfg.get(k) is None]
+    if missing:
+        raise ValueError(f"{where}: config.json lacks {', '.join(missing)} (needed for a {kind} model)")
+    notes = []
+    seq_len, window = cfg["max_position_embeddings"], cfg.get("sliding_window")
+    if kind in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
+        unsupported(f"sliding-window attention on layers {cfg.get('max_window_layers')} and above (model_type {kind!r})")
+    elif kind in ("mistral", "mixtral") and window:
+        if window < seq_len:
+            notes.append(f"sliding-window attention ({window} tokens) on every layer: the context is limited to the window, exact within it")
+            seq_len = window
+    elif kind == "gemma2" and window:
+        notes.append(f"sliding-window attention ({window} tokens) on alternate layers simulated as full attention "
+                     "(their KV cache overstated beyond the window)")
+    qkv_bias = kind == "qwen2" or bool(cfg.get("attention_bias"))
+    if kind != "qwen2" and cfg.get("attention_bias"):
+        notes.append("attention_bias: wo's bias (dim per layer) not counted")
+    if cfg.get("mlp_bias"):
+        notes.append("mlp_bias: FFN biases not counted")
+    heads, experts = cfg["num_attention_heads"], cfg.get("num_local_experts") or 1
+    per_token = (cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1
+    source = f"Hugging Face config.json {file} (model_type {kind})" + (f"; approximations: {'; '.join(notes)}" if notes else "")
+    return ModelConfig(name, cfg["hidden_size"], cfg["num_hidden_layers"], heads, cfg.get("num_key_value_heads") or heads, cfg["intermediate_size"],
+                       cfg["vocab_size"], seq_len, n_experts=experts, experts_per_token=per_token,
+                       tied_embeddings=bool(cfg.get("tie_word_embeddings", HF_MODEL_TYPES[kind])), norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+                       rope_theta=float(cfg.get("rope_theta", 10000.0)), source=source, head_dim=cfg.get("head_dim"), qkv_bias=qkv_bias)
+
+
+def get(name: str | os.PathLike | ModelConfig) -> ModelConfig:
+    """Return the preset called ``name``, or the model of a Hugging Face ``config.json`` (or its folder) at that path.
+
+    A `ModelConfig` passes through. Paths are read by `from_hf_config` (local files only).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones, and for a config it cannot read or represent.
     """
     if isinstance(name, ModelConfig):
         return name
-    try:
+    if isinstance(name, str) and name in PRESETS:
         return PRESETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(PRESETS)}") from None
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and (os.path.exists(name) or name.endswith(".json") or os.sep in name)):
+        return from_hf_config(name)
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(PRESETS)}, "
+                     "or a path to a Hugging Face config.json or the folder holding one")

@@ -181,10 +181,10 @@ class Engine:
         f = np.float32
         self.x = np.zeros((1, c.dim), f)  # residual stream
         self.xb = np.zeros((1, c.dim), f)  # normed / attention output
-        self.q = np.zeros(c.dim, f)
+        self.q = np.zeros(c.q_dim, f)
         self.k = np.zeros(c.kv_dim, f)
         self.v = np.zeros(c.kv_dim, f)
-        self.att_out = np.zeros(c.dim, f)
+        self.att_out = np.zeros(c.q_dim, f)
         self.xo = np.zeros(c.dim, f)
         self.h1 = np.zeros(c.hidden_dim, f)
         self.h3 = np.zeros(c.hidden_dim, f)

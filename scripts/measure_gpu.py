@@ -103,14 +103,14 @@ class Llama:
         def ones(n):
             return torch.ones(n, device=device, dtype=dtype)
 
-        d, kv, hid = cfg.dim, cfg.kv_dim, cfg.hidden_dim
+        d, kv, hid, qd = cfg.dim, cfg.kv_dim, cfg.hidden_dim, cfg.q_dim
         self.tok_emb = w(cfg.vocab_size, d)
         self.layers = []
         for _ in range(cfg.n_layers):
             self.layers.append({
                 "attn_norm": ones(d),
-                "wqkv": w(d + 2 * kv, d),
-                "wo": w(d, d),
+                "wqkv": w(qd + 2 * kv, d),
+                "wo": w(d, qd),
                 "ffn_norm": ones(d),
                 "w13": w(2 * hid, d),
                 "w2": w(d, hid),
@@ -155,13 +155,13 @@ class Llama:
         """
         cfg = self.cfg
         B, T = tokens.shape
-        H, KV, hd, d, kv = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.dim, cfg.kv_dim
+        H, KV, hd, kv, qd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.kv_dim, cfg.q_dim
         cos, sin = self.cos[start_pos:start_pos + T], self.sin[start_pos:start_pos + T]
         h = F.embedding(tokens, self.tok_emb)  # [B, T, d]
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, L["attn_norm"], cfg.norm_eps)
             qkv = F.linear(x, L["wqkv"])
-            q, k, v = qkv.split([d, kv, kv], dim=-1)
+            q, k, v = qkv.split([qd, kv, kv], dim=-1)
             q = _rope(q.view(B, T, H, hd), cos, sin).transpose(1, 2)  # [B, H, T, hd]
             k = _rope(k.view(B, T, KV, hd), cos, sin).transpose(1, 2)  # [B, KV, T, hd]
             v = v.view(B, T, KV, hd).transpose(1, 2)
@@ -174,7 +174,7 @@ class Llama:
             else:
                 assert start_pos == 0, "prefill starts at position 0"
                 a = _sdpa(q, k, v, causal=True)
-            h = h + F.linear(a.transpose(1, 2).reshape(B, T, d), L["wo"])
+            h = h + F.linear(a.transpose(1, 2).reshape(B, T, qd), L["wo"])
             x = _rms_norm(h, L["ffn_norm"], cfg.norm_eps)
             g, u = F.linear(x, L["w13"]).chunk(2, dim=-1)
             h = h + F.linear(F.silu(g) * u, L["w2"])

@@ -66,3 +66,19 @@ def test_unknown_names_list_the_known_ones():
     assert "llama2-70b" in str(e.value) and "stories260K" in str(e.value)
     with pytest.raises(ValueError, match="known precisions: fp32"):
         models.get_precision("fp12")
+
+
+def test_head_dim_is_a_field():
+    base = dict(name="x", dim=96, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=172, vocab_size=512, seq_len=512)
+    derived = models.ModelConfig(**base)
+    assert (derived.head_dim, derived.q_dim, derived.kv_dim) == (24, 96, 48)
+    assert derived == models.ModelConfig(**base, head_dim=24)  # given or derived: the same config
+    wide = models.ModelConfig(**{**base, "n_heads": 5, "n_kv_heads": 5}, head_dim=32)  # 96 % 5 != 0 is fine with head_dim given
+    assert (wide.q_dim, wide.kv_dim) == (160, 160)
+    # wq (dim x q_dim) and wo (q_dim x dim), wk and wv (dim x kv_dim), per layer
+    assert wide.param_groups()["attention"] == 2 * (2 * 96 * 160 + 2 * 96 * 160)
+    assert wide.kv_bytes_per_token("fp16") == 2 * 2 * 160 * 2
+    with pytest.raises(ValueError, match="head_dim must be a positive integer"):
+        models.ModelConfig(**base, head_dim=0)
+    with pytest.raises(ValueError, match="or give head_dim"):
+        models.ModelConfig(**{**base, "n_heads": 5, "n_kv_heads": 5})
