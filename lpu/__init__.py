@@ -16,9 +16,20 @@ DATA_DIR = Path(str(files(__name__) / "data"))
 from . import hardware, models, sram  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "simulate", "sweep", "hardware", "models", "sram", "__version__"]
-_LAZY = ("graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets", "published",
-         "voice", "speech", "sweep", "serve")  # lpu.sweep(grid) calls lpu.sweep.sweep
+__all__ = ["Engine", "simulate", "sweep", "fitted", "hardware", "models", "sram", "__version__"]
+_LAZY = ("result", "graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets",
+         "published", "voice", "speech", "sweep", "serve")  # lpu.sweep(grid) calls lpu.sweep.sweep
+
+
+FITTED_MODULES = ("system", "gpu", "result")  # each exposes FITTED: a tuple of lpu.result.Fitted, its family's fitted parameters
+
+
+def fitted() -> list:
+    """Every fitted parameter of the simulator (`lpu.result.Fitted`): LPU system, GPU server, hosted API."""
+    out = []
+    for name in FITTED_MODULES:
+        out.extend(getattr(importlib.import_module(f".{name}", __name__), "FITTED", ()))
+    return out
 
 
 def __getattr__(name):

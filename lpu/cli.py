@@ -58,21 +58,21 @@ def tour(args) -> int:
     print(f"\nGroq served Llama 2 70B on {groq} chips ({groq // rack.chips} racks): at fp16 its weights alone are {n16.weight_bytes / 1e9:.0f} GB,")
     print(f"more than {groq} x {chip.sram_bytes / 1e6:.1f} MB = {groq * chip.sram_bytes / 1e9:.0f} GB. "
           "See notebooks/01_architecture.ipynb for the mix that fits.")
-    from .system import CALIBRATED, simulate  # the scheduler and planner load only here
+    from .system import SYSTEM_OP_S, simulate  # the scheduler and planner load only here
 
-    print(f"\nSimulated on LPU systems (lpu.simulate; 1 user, prompt 550, output 150; op latency calibrated on Groq's Llama 2 70B, "
-          f"{CALIBRATED.op_latency_cycles:,} cycles):")
+    print(f"\nSimulated on LPU systems (lpu.simulate; 1 user, prompt 550, output 150; physics at nominal values + the system term "
+          f"fitted on Groq's Llama 2 70B, {SYSTEM_OP_S.value * 1e6:.2f} us per dependent op):")
     rows = []
     for name, chips in [(m, groq) for m in TOUR_MODELS] + [("llama2-70b", None)]:
         r = simulate(name, chips=chips, ranges=False)
-        rows.append([name, f"{r.chips}", f"{r.plan.pp} stages x {r.plan.tp} TP", r.precision, f"{r.ttft_s * 1e3:.1f}",
+        rows.append([name, f"{r.chips}", f"{r.plan.pp} stages x {r.plan.tp} TP", r.precision_label, f"{r.ttft_s * 1e3:.1f}",
                      f"{r.output_tokens_per_s:,.0f}", f"{r.total_time_s:.2f}"])
     print(_table(rows, ["model", "chips", "plan", "precision", "TTFT ms", "tok/s/user", "total s"]))
     from . import validation
 
     v = validation.summary()
-    print(f"\nValidation (lpu bench): {v['rows']} published or measured figures the models were not fitted to; median |error| "
-          f"{v['median_abs_error']:.0%}, worst {v['worst_abs_error']:.0%} ({v['worst']}); {v['inside']} inside the predicted range.")
+    print(f"\nValidation (lpu bench): {v['rows']} published or measured figures the models were not fitted to; "
+          f"{validation.summary_line(v)}.")
     print("\nMore: lpu bench, lpu simulate --help, lpu chips --help, lpu specs, lpu generate, and the notebooks (make lab).")
     return 0
 
@@ -129,13 +129,16 @@ def generate(args) -> int:
 def simulate_cmd(args) -> int:
     from .system import simulate
 
-    r = simulate(args.model, args.system, args.chips, args.precision, args.users, args.prompt_tokens, args.output_tokens, ranges=not args.no_ranges)
+    r = simulate(args.model, args.system, args.chips, args.precision, args.users, args.prompt_tokens, args.output_tokens, ranges=not args.no_ranges,
+                 serving=args.serving, hosted=args.hosted)
     d = r.as_dict()
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
     rng = d["ranges"].get("output_tokens_per_s")
-    print(f"{r.model} on {d['plan']}, {r.users} user(s), prompt {r.prompt_tokens}, output {r.output_tokens}")
+    print(f"{r.model} on {d['plan']}, {r.users} user(s), prompt {r.prompt_tokens}, output {r.output_tokens}"
+          f"{f', through a hosted API (+{r.hosted_s:.3f} s to the first token)' if r.hosted_s else ''}")
+    print(f"  precision {r.precision}: {r.precision_reason}" + "".join(f"\n  note: {n}" for n in r.notes))
     print(f"  time to first token {r.ttft_s * 1e3:.1f} ms; {r.output_tokens_per_s:,.0f} tok/s per user"
           f"{f' (range {rng[0]:,.0f}-{rng[1]:,.0f})' if rng else ''}; system {r.system_tokens_per_s:,.0f} tok/s; total {r.total_time_s:.3f} s")
     print("  decode step: " + ", ".join(f"{k} {v:.0%}" for k, v in r.breakdown().items()))
@@ -190,17 +193,22 @@ def bench(args) -> int:
     from . import validation
 
     df = validation.table()
-    if args.json:
-        print(df.to_json(orient="records", indent=2))
-        return 0
     rows = [[r.system, r.model, r.metric, "" if r.batch is None or r.batch != r.batch else f"{int(r.batch)}",
              "" if r.tokens is None or r.tokens != r.tokens else f"{int(r.tokens)}", f"{r.published:.4g}", f"{r.predicted:.4g}",
              f"{r.low:.3g}-{r.high:.3g}", f"{r.error:+.0%}", "yes" if r.inside else "no",
              r.role + ("" if r.modelled else " (eager: not modelled)")] for r in df.itertuples()]
-    print(_table(rows, ["system", "model", "metric", "batch", "tokens", "published", "predicted", "range", "error", "in range", "role"]))
     s = validation.summary(df)
-    print(f"\nvalidation rows the models describe: {s['rows']}; median |error| {s['median_abs_error']:.0%}; worst {s['worst_abs_error']:.0%} "
-          f"({s['worst']}); {s['inside']} of {s['rows']} inside the predicted range. Sources: lpu/data/published.csv.")
+    fitted = validation.fitted_table()
+    if args.json:
+        print(json.dumps(dict(rows=df.to_dict(orient="records"), fitted=fitted.to_dict(orient="records"), summary=s), indent=2, default=str))
+        return 0
+    print(_table(rows, ["system", "model", "metric", "batch", "tokens", "published", "predicted", "range", "error", "in range", "role"]))
+    print("\nFitted parameters (lpu.fitted()): each on its one calibration row; ranges from independent measurements of that system")
+    print(_table([[f.name, f.family, f"{f.value:.4g}", f.unit, f"{f.low:.4g}-{f.high:.4g}", "" if f.share != f.share else f"{f.share:.0%}",
+                   f.headline, f.calibration_row] for f in fitted.itertuples()],
+                 ["name", "family", "value", "unit", "range", "share", "of", "calibration row"]))
+    print(f"\nworst |error| {s['worst_abs_error']:.0%} ({s['worst']}). Sources: lpu/data/published.csv.")
+    print(f"summary (validation rows the models describe): {validation.summary_line(s)}")
     return 0
 
 
@@ -261,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
     m.add_argument("--users", type=int, default=1)
-    m.add_argument("--prompt-tokens", type=int, default=550)
-    m.add_argument("--output-tokens", type=int, default=150)
-    m.add_argument("--no-ranges", action="store_true", help="skip the low/high hardware corners (faster)")
+    m.add_argument("--prompt-tokens", type=int, default=None, help="default 550 (scaled down where the model's context is shorter)")
+    m.add_argument("--output-tokens", type=int, default=None, help="default 150 (likewise)")
+    m.add_argument("--serving", default=None, help="GPU systems: the serving profile (lpu.gpu)")
+    m.add_argument("--hosted", action="store_true", help="add a hosted API's network and queueing to the first token (Result.hosted)")
+    m.add_argument("--no-ranges", action="store_true", help="skip the ranges: hardware corners and the fitted terms' ranges (faster)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=simulate_cmd)
     w = sub.add_parser("sweep", help="a grid of simulate configurations into a CSV or parquet table (lpu.sweep), locally or on Dask")

@@ -213,13 +213,28 @@ class GPUSpec(_Sourced):
     bf16_flops_per_s: float  # dense
     fp8_flops_per_s: float | None  # dense; None where the GPU has no FP8 tensor cores
     int8_ops_per_s: float
-    nvlink_bandwidth_Bps: float  # total per GPU
+    nvlink_bandwidth_Bps: float  # per GPU, both directions added (NVIDIA's headline figure)
     power_w: float
     price_usd: float | None
     source: str
     sources: tuple = ()
     ranges: tuple = ()
     host_link_Bps: float = 0.0  # the GPU's link to its host, one direction
+    bf16_matmul_flops_per_s: float = 0.0  # measured best-shape bf16 GEMM throughput (MAMF); lpu.gpu's GEMM rate
+
+    @property
+    def nvlink_one_way_Bps(self) -> float:
+        """NVLink bandwidth in one direction: what an all-reduce's sends (or receives) can use.
+
+        NVIDIA's totals count both directions: A100 12 NVLink-3 links x 25 GB/s each way = 300 GB/s
+        (600 GB/s "total"); H100/H200 18 NVLink-4 links x 25 GB/s each way = 450 GB/s (900 GB/s).
+        """
+        return self.nvlink_bandwidth_Bps / 2
+
+    @property
+    def bf16_matmul_efficiency(self) -> float:
+        """Measured best-shape bf16 GEMM throughput as a share of the bf16 peak."""
+        return self.bf16_matmul_flops_per_s / self.bf16_flops_per_s
 
     def peak_ops_per_s(self, dtype: str = "bf16") -> float:
         if dtype in ("fp16", "bf16"):
@@ -326,16 +341,30 @@ GROQ_RACK = RackSpec(
 # NVIDIA's "80 GB" and "141 GB" are binary gigabytes (GiB): nvidia-smi reports 81,559 MiB on an H100 80GB and
 # 143,771 MiB on an H200 (read on the lent devices during the scripts/measure_gpu.py runs, 2026-11-24).
 _A100 = "NVIDIA A100 Tensor Core GPU datasheet"
+# Maximum achievable matmul FLOPS (bf16 inputs, best shape of a search): stas00/ml-engineering,
+# compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS comparison table" (mamf-finder.py):
+# A100 SXM 267.9 TFLOPS (85.9%, CUDA 12.1), H100 SXM 792.1 (80.1%, CUDA 12.1), GH200 821.0 (83.0%, CUDA 12.5).
+_MAMF = "stas00/ml-engineering compute/accelerator/README.md, MAMF table (mamf-finder.py, bf16, best shape)"
+_NVLINK = ("NVLink totals count both directions: {links} links x 25 GB/s each way = {one} GB/s per direction "
+           "({total} GB/s 'total'; {src})")
 _HOPPER = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (Hopper)"
 A100 = GPUSpec("a100", "80 GB HBM2e", 80 * GiB, 2.039 * TB, 312e12, None, 624e12, 600 * GB, 400.0, None, source=f"{_A100} (SXM 80 GB)",
-               host_link_Bps=PCIE4_X16_Bps, sources=_pairs(host_link_Bps=f"{_A100}: PCIe Gen4"))
+               host_link_Bps=PCIE4_X16_Bps, bf16_matmul_flops_per_s=267.9e12,
+               sources=_pairs(host_link_Bps=f"{_A100}: PCIe Gen4", bf16_matmul_flops_per_s=f"{_MAMF}: A100 SXM 267.9 TFLOPS",
+                              nvlink_bandwidth_Bps=_NVLINK.format(links=12, one=300, total=600, src=_A100)))
 H100 = GPUSpec("h100", "80 GB HBM3", 80 * GiB, 3.35 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 27_500.0, source=f"{_HOPPER} (SXM5)",
-               host_link_Bps=PCIE5_X16_Bps,
-               sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k", host_link_Bps=f"{_HOPPER}: PCIe Gen5"),
+               host_link_Bps=PCIE5_X16_Bps, bf16_matmul_flops_per_s=792.1e12,
+               sources=_pairs(price_usd="press and reseller prices, 2023-2024: $25-30k", host_link_Bps=f"{_HOPPER}: PCIe Gen5",
+                              bf16_matmul_flops_per_s=f"{_MAMF}: H100 SXM 792.1 TFLOPS",
+                              nvlink_bandwidth_Bps=_NVLINK.format(links=18, one=450, total=900, src=_HOPPER)),
                ranges=_pairs(price_usd=Range(25_000.0, 27_500.0, 30_000.0, "press and reseller prices, 2023-2024: $25-30k")))
 H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GiB, 4.8 * TB, 989e12, 1979e12, 1979e12, 900 * GB, 700.0, 32_000.0,
                source="MLCommons inference v4.1 system description JSON (H200 SXM); NVIDIA H200 product page",
-               host_link_Bps=PCIE5_X16_Bps, sources=_pairs(price_usd="press estimates, 2024: ~$32k", host_link_Bps="NVIDIA H200 product page: PCIe Gen5"))
+               host_link_Bps=PCIE5_X16_Bps, bf16_matmul_flops_per_s=792.1e12,
+               sources=_pairs(price_usd="press estimates, 2024: ~$32k", host_link_Bps="NVIDIA H200 product page: PCIe Gen5",
+                              bf16_matmul_flops_per_s=f"{_MAMF}: H100 SXM's 792.1 TFLOPS (the H200 has the same GH100 compute die "
+                                                      "and 700 W limit; GH200, the same die at a higher power limit, measured 821.0)",
+                              nvlink_bandwidth_Bps=_NVLINK.format(links=18, one=450, total=900, src="NVIDIA H200 product page")))
 
 Spec = Union[ChipSpec, NodeSpec, RackSpec, GPUSpec]
 REGISTRY: dict[str, Spec] = {s.name: s for s in (LPU_V1, GROQ_NODE, GROQ_RACK, A100, H100, H200)}

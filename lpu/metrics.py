@@ -359,8 +359,13 @@ def cost_per_million_tokens_range_usd(system_spec, chips: int, system_tokens_per
 
 
 def cost_per_million_tokens_range_from(result, econ: Economics = Economics()) -> tuple[float, float, float]:
-    """`cost_per_million_tokens_range_usd` for a simulated `Result`."""
-    return cost_per_million_tokens_range_usd(result.system, result.chips, result.system_tokens_per_s, econ)
+    """`cost_per_million_tokens_range_usd` for a simulated `Result`, its throughput range included (the fitted
+    system term's and the hardware's: the low end at the highest throughput, the high end at the lowest)."""
+    itl_lo, itl_hi = result.ranges.get("itl_s", (result.itl_s, result.itl_s))
+    cheap = cost_per_million_tokens_range_usd(result.system, result.chips, result.users / itl_lo, econ)[0]
+    nominal = cost_per_million_tokens_range_usd(result.system, result.chips, result.system_tokens_per_s, econ)[1]
+    dear = cost_per_million_tokens_range_usd(result.system, result.chips, result.users / itl_hi, econ)[2]
+    return cheap, nominal, dear
 
 
 # ---- many models: switching and adapters ------------------------------------------------

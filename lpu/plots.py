@@ -31,7 +31,7 @@ def chip_floorplan(chip: hardware.ChipSpec | str = "lpu-v1", ax=None):
     ax = _ax(ax, (11, 4.8))
     mem_half = c.mem_slices // 2
     # (unit, width in drawing units, label); MEM drawn slice by slice
-    west = [("MXM", 6, f"MXM\n{c.mxm_planes // 2} planes\n{c.mxm_dim}x{c.mxm_dim}"), ("SXM", 3, "SXM")]
+    west = [("MXM", 6, f"MXM\n{c.mxm_dim}x{c.mxm_dim} arrays\n({c.mxm_planes // 2} planes?\nunconfirmed)"), ("SXM", 3, "SXM")]
     layout = west + [("MEM", 1, None)] * mem_half + [("VXM", 6, f"VXM\n{c.vxm_alus_per_lane} ALUs/lane")] + \
         [("MEM", 1, None)] * mem_half + list(reversed(west))
     x = 0.0
@@ -92,17 +92,47 @@ def stream_bandwidth_vs_slices(chip: hardware.ChipSpec | str = "lpu-v1", ax=None
     ax.axhspan(r.low / 1e12, r.high / 1e12, color="grey", alpha=0.15, label=f"published SRAM bandwidth {r.low / 1e12:.1f}-{r.high / 1e12:.0f} TB/s")
     ax.axvline(c.streams, color="k", ls=":", lw=1)
     ax.text(c.streams + 1, 2, f"{c.streams} streams", fontsize=8)
-    ax.set(xlabel="MEM slices the tensor spans", ylabel="TB/s", title="Spread a tensor over slices to stream it fast")
+    ax.set(xlabel="MEM slices the tensor spans (count)", ylabel="stream bandwidth (TB/s)", title="Spread a tensor over slices to stream it fast")
     ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
-def chips_vs_context(df: pd.DataFrame, ax=None):
-    """Line plot of chips needed against context tokens; ``df`` has columns context_tokens, chips, precision, batch."""
-    ax = _ax(ax, (7, 4))
+def chips_per_model(need: pd.DataFrame, reference_chips: int | None = 576, ax=None):
+    """Grouped bars of chips needed per model and precision (``need``: columns model, precision, chips), each bar labelled with
+    its count, on a linear axis so that 671 against 576 shows (``notebooks/01_architecture.ipynb``, figure 3)."""
+    ax = _ax(ax, (11, 4.2))
+    order = [p for p in ("fp16", "fp16-int8ffn", "int8", "int4") if p in set(need.precision)] or list(dict.fromkeys(need.precision))
+    sns.barplot(data=need, x="model", y="chips", hue="precision", hue_order=order, ax=ax)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%d", fontsize=7, padding=1)
+    if reference_chips:
+        ax.axhline(reference_chips, color="k", ls="--", lw=1)
+        ax.annotate(f"{reference_chips} chips: Groq's Llama 2 70B system", xy=(0.995, reference_chips), xycoords=("axes fraction", "data"),
+                    xytext=(0, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
+    ax.set(ylabel="LPU chips needed (count)", xlabel="model", ylim=(0, need.chips.max() * 1.12))
+    ax.legend(title="weight precision", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+    ax.tick_params(axis="x", rotation=20)
+    return ax
+
+
+def chips_vs_context(df: pd.DataFrame, reference_chips: int | None = 576, ax=None):
+    """Chips needed against context tokens per user, one colour per precision, one line style per user count
+    (``df``: columns context_tokens, chips, precision, batch). Linear chips axis, context on a base-2 axis with the
+    values themselves as ticks, the reference line labelled, the legend outside (``notebooks/01_architecture.ipynb``, figure 4)."""
+    ax = _ax(ax, (9, 4.2))
     sns.lineplot(data=df, x="context_tokens", y="chips", hue="precision", style="batch", markers=True, ax=ax)
-    ax.set(xlabel="context tokens per user", ylabel="chips needed", xscale="log")
-    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(df.context_tokens))
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+    ax.xaxis.set_minor_locator(plt.matplotlib.ticker.NullLocator())
+    if reference_chips:
+        ax.axhline(reference_chips, color="k", ls="--", lw=1)
+        ax.annotate(f"{reference_chips} chips", xy=(0.01, reference_chips), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize=8)
+    ax.set(xlabel="context per user (tokens)", ylabel="LPU chips needed (count)", ylim=(0, None))
+    handles, labels = ax.get_legend_handles_labels()
+    labels = [{"precision": "weight precision", "batch": "concurrent users"}.get(x, x) for x in labels]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     return ax
 
 
@@ -144,7 +174,8 @@ def gantt(timeline, layers: tuple[int, int] | None = None, ax=None, time_unit: s
                        facecolors=[KIND_COLOURS[k] for k in d.kind], edgecolor="white", linewidth=0.3)
     ax.set_yticks(range(len(UNITS)), [u.upper() for u in UNITS])
     ax.invert_yaxis()
-    ax.set_xlabel("cycles" if scale is None else time_unit)
+    ax.set_xlabel("time (cycles)" if scale is None else f"time ({time_unit})")
+    ax.set_ylabel("functional unit")
     kinds = [k for k in KIND_COLOURS if k in set(df.kind)]
     ax.legend([Rectangle((0, 0), 1, 1, color=KIND_COLOURS[k]) for k in kinds], kinds, loc="upper left", bbox_to_anchor=(1.01, 1),
               fontsize=8, frameon=False)
@@ -153,24 +184,82 @@ def gantt(timeline, layers: tuple[int, int] | None = None, ax=None, time_unit: s
 
 
 def system_layout(plan, ax=None):
-    """Racks of nodes of chips, each chip coloured by its pipeline stage (``notebooks/04_sharding.ipynb``)."""
+    """Racks of nodes of chips (``notebooks/04_sharding.ipynb``, figure 1): each used chip shows its pipeline stage's number on
+    alternating colours, unused slots (the spare node of each rack and any rest) are drawn hollow, and a key says what colour
+    and number mean and which layers each stage holds."""
     rack = hardware.get("groqrack")
     per_rack, per_node = rack.chips, rack.node.chips
     racks = -(-plan.chips // per_rack)
-    ax = _ax(ax, (12, 3.2))
-    palette = sns.color_palette("husl", plan.pp)
-    for chip in range(plan.chips):
-        r, within = divmod(chip, per_rack)
-        node, slot = divmod(within, per_node)
-        x = r * (per_node + 2) + slot
-        ax.add_patch(Rectangle((x, node), 0.9, 0.9, color=palette[chip // plan.tp]))
+    ax = _ax(ax, (13, 3.6))
+    palette = sns.color_palette("Paired", 12)
+    for slot in range(racks * per_rack):
+        r, within = divmod(slot, per_rack)
+        node, k = divmod(within, per_node)
+        x = r * (per_node + 2) + k
+        if slot < plan.chips:
+            stage = slot // plan.tp
+            ax.add_patch(Rectangle((x, node), 0.9, 0.9, color=palette[stage % len(palette)]))
+            if plan.pp <= 99:
+                ax.text(x + 0.45, node + 0.45, str(stage), ha="center", va="center", fontsize=5.5)
+        else:
+            ax.add_patch(Rectangle((x, node), 0.9, 0.9, fill=False, ec="grey", lw=0.6, ls=":"))
     for r in range(racks):
         ax.text(r * (per_node + 2) + per_node / 2, rack.nodes + 0.3, f"rack {r}", ha="center", fontsize=8)
+    layers = plan.stage_layers
+    key = [f"stage {i}: layers {lr.start}-{lr.stop - 1}" for i, lr in enumerate(layers)]
+    handles = [Rectangle((0, 0), 1, 1, color=palette[i % len(palette)]) for i in range(len(layers))]
+    handles.append(Rectangle((0, 0), 1, 1, fill=False, ec="grey", ls=":"))
+    key.append("unused slot (spare node)")
+    ax.legend(handles, key, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False, ncol=1 + len(key) // 22)
     ax.set_xlim(-0.5, racks * (per_node + 2))
     ax.set_ylim(-0.5, rack.nodes + 1.2)
     ax.set_axis_off()
-    ax.set_title(f"{plan.model.name}: {plan.describe()} (colour = pipeline stage; rows = nodes of {per_node} chips)", fontsize=10)
+    ax.set_title(f"{plan.model.name}: {plan.describe()}\n(number and colour = pipeline stage; each row = a node of {per_node} chips; "
+                 f"{rack.nodes} nodes a rack)", fontsize=9)
     return ax
+
+
+def chip_bytes_profile(shares: pd.DataFrame, sram_bytes: float, axes=None):
+    """What each chip of a plan holds (``shares``: `lpu.shard.chip_bytes` rows), two panels (``notebooks/04_sharding.ipynb``,
+    figure 2): weights + KV cache + activations stacked against the SRAM capacity line (on scale), and the KV cache alone
+    on its own MB axis, since it is a hundred times smaller."""
+    if axes is None:
+        _, axes = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top, bottom = axes
+    x = shares.chip.to_numpy()
+    parts = [("weights", "#1b9e77"), ("kv_cache", "#d95f02"), ("activations", "#7570b3")]
+    top.stackplot(x, *[shares[k].to_numpy() / 1e6 for k, _ in parts], colors=[c for _, c in parts],
+                  labels=["weights", "KV cache", "activations"], lw=0)
+    top.axhline(sram_bytes / 1e6, color="k", ls="--", lw=1)
+    top.annotate(f"SRAM {sram_bytes / 1e6:.1f} MB", xy=(1.0, sram_bytes / 1e6), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                 textcoords="offset points", va="center", fontsize=8)
+    top.set(ylabel="MB per chip", ylim=(0, sram_bytes / 1e6 * 1.1), title="What each chip holds")
+    top.legend(loc="lower right", fontsize=8, ncol=3, frameon=True)
+    bottom.plot(x, shares.kv_cache.to_numpy() / 1e6, color="#d95f02", lw=1)
+    bottom.set(xlabel="chip (stage-major: chip = stage x tensor-parallel width + rank)", ylabel="KV cache\n(MB per chip)", ylim=(0, None))
+    return axes
+
+
+def scaling_with_chips(df: pd.DataFrame, axes=None):
+    """Scaling with chips (``df``: `lpu.serving.scaling_with_chips`), two panels (``notebooks/04_sharding.ipynb``, figure 3):
+    per-user speed, and system throughput per chip with the pipeline full; linear scaling is a flat line in the second,
+    drawn at the median, so no single (possibly degenerate) point sets the reference. Lines are labelled where they end."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    a, b = axes
+    a.plot(df.chips, df.per_user_tok_s, "o-", color="C0")
+    a.set(xlabel="LPU chips (count)", ylabel="output speed per user (tok/s)", ylim=(0, df.per_user_tok_s.max() * 1.2),
+          title="One user: a token still walks every layer")
+    per_chip = df.system_tok_s_full / df.chips
+    b.plot(df.chips, per_chip, "s-", color="C1")
+    for x, y, u in zip(df.chips, per_chip, df.users_full):
+        b.annotate(f"{u} users", (x, y), xytext=(0, 5), textcoords="offset points", ha="center", fontsize=7)
+    b.axhline(per_chip.median(), color="k", ls=":", lw=1)
+    b.annotate("linear scaling = flat (at the median)", xy=(0.02, per_chip.median()), xycoords=("axes fraction", "data"), xytext=(0, -11),
+               textcoords="offset points", fontsize=7)
+    b.set(xlabel="LPU chips (count)", ylabel="system tok/s per chip\n(pipeline full)", ylim=(0, per_chip.max() * 1.25),
+          title="Throughput per chip with every stage busy")
+    return axes
 
 
 # ---- real-time voice (notebooks/05_realtime_voice_latency.ipynb) ----------------------------------------------------
@@ -209,7 +298,7 @@ def voice_waterfall(turns: dict, ax=None):
     ax.set_yticks(range(len(turns)), list(turns))
     ax.invert_yaxis()
     ax.set_xlim(0, xmax)
-    ax.set(xlabel="seconds since the user stopped speaking", title="One voice turn per LLM: what the user waits for")
+    ax.set(xlabel="time since the user stopped speaking (s)", ylabel="LLM behind the agent", title="One voice turn per LLM: what the user waits for")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.grid(axis="y", visible=False)
     return ax
@@ -228,28 +317,40 @@ def voice_gantt(stages: pd.DataFrame, ax=None, title: str = "", xmax: float | No
     ax.set_yticks(range(len(stages)), list(stages.stage))
     ax.invert_yaxis()
     _human_gap(ax)
-    ax.set(xlabel="seconds since the user stopped speaking", title=title, xlim=(0, xmax))
+    ax.set(xlabel="time since the user stopped speaking (s)", ylabel="stage", title=title, xlim=(0, xmax))
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", visible=False)
     return ax
 
 
 def voice_distribution(dists: list, ax=None):
-    """Cumulative distribution of the voice-to-voice delay per LLM profile (`lpu.voice.Distribution`s), p50 and p90 marked."""
+    """Cumulative distribution of the voice-to-voice delay per LLM profile (`lpu.voice.Distribution`s), with the published
+    medians as labelled bars in their own band below the curves, inside the axes (``notebooks/05_realtime_voice_latency.ipynb``, figure 3)."""
     from .voice import PUBLISHED_MEDIANS_S
 
-    ax = _ax(ax, (9, 4))
+    ax = _ax(ax, (10, 4.6))
     df = pd.concat([pd.DataFrame({"voice-to-voice s": d.voice_to_voice_s, "LLM": d.llm.name}) for d in dists])
     sns.ecdfplot(data=df, x="voice-to-voice s", hue="LLM", ax=ax)
-    ax.axhline(0.5, color="grey", lw=0.5)
-    ax.axhline(0.9, color="grey", lw=0.5)
+    xmax = float(np.quantile(df["voice-to-voice s"], 0.995)) * 1.05
+    for q in (0.5, 0.9):
+        ax.axhline(q, color="grey", lw=0.5)
+        ax.annotate(f"p{q * 100:.0f}", xy=(1.0, q), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7, color="grey")
+    n = len(PUBLISHED_MEDIANS_S)
     for i, (name, r) in enumerate(PUBLISHED_MEDIANS_S.items()):
-        y = 0.5 + 0.06 * (i + 1)
-        ax.plot([r.low, r.high], [y, y], color="k", lw=3, marker="|")
-        ax.text(r.low - 0.03, y, f"published median: {name}", ha="right", va="center", fontsize=7)
+        y = -0.08 - 0.09 * i
+        ax.plot([r.low, r.high], [y, y], color="k", lw=3, marker="|", ms=8, solid_capstyle="butt")
+        ax.annotate(f"published median: {name} ({r.low:.2f}-{r.high:.2f} s)" if r.low < r.high else f"published median: {name} ({r.nominal:.2f} s)",
+                    xy=(r.high, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7)
     _human_gap(ax)
-    ax.legend(ax.get_legend().legend_handles, [t.get_text() for t in ax.get_legend().texts], fontsize=8, loc="lower right", title="LLM")
-    ax.set(ylabel="share of turns", xlim=(0, None), title="Voice-to-voice delay over the stage ranges")
+    ax.set_ylim(-0.1 - 0.09 * n, 1.02)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlim(0, xmax)
+    leg = ax.get_legend()
+    ax.legend(leg.legend_handles + [ax.lines[-1]], [t.get_text() for t in leg.texts] + [ax.lines[-1].get_label()], fontsize=8,
+              loc="center right", title="LLM")
+    ax.set(xlabel="voice-to-voice delay (s, end of speech to first answer audio)", ylabel="share of turns at or below",
+           title="Voice-to-voice delay over the stage ranges (published medians below)")
     return ax
 
 
@@ -263,7 +364,9 @@ def voice_sensitivity(df: pd.DataFrame, ax=None, title: str = ""):
     ax.axvline(nominal, color="k", lw=1)
     ax.set_yticks(range(len(df)), list(df.stage))
     ax.invert_yaxis()
-    ax.set(xlabel="voice-to-voice s (green: stage at its low end, orange: high end)", title=title or f"What dominates (nominal {nominal:.2f} s)")
+    ax.set_ylabel("stage moved to its low / high end")
+    ax.set(xlabel="voice-to-voice delay (s); green: stage at its low end, orange: at its high end",
+           title=title or f"What dominates (nominal {nominal:.2f} s)")
     return ax
 
 
@@ -277,10 +380,126 @@ def voice_sweeps(df: pd.DataFrame, axes=None):
         if p == "output_tokens_per_s":
             ax.set_xscale("log")
         _human_gap(ax, vertical=False)
-        ax.set(xlabel=p, ylabel="voice-to-voice s")
+        ax.set(xlabel=_SWEEP_LABELS.get(p, p), ylabel="voice-to-voice delay (s)")
     if params:
         np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper right")
     return axes
+
+
+_SWEEP_LABELS = {"silence_timer_s": "VAD silence timer (s)", "ttft_s": "LLM time to first token (s)",
+                 "output_tokens_per_s": "LLM output speed (tok/s, log scale)"}
+
+
+# ---- measured GPU step times (notebooks/02_scheduling.ipynb) -------------------------------------------------------
+
+_MODE_LABELS = {"eager": "eager (host issues each kernel)", "eager_nosync_blk10": "eager, no sync, 10-step blocks",
+                "graph": "CUDA graph (pre-recorded)"}
+
+
+def step_time_histograms(steps: pd.DataFrame, axes=None):
+    """Measured GPU decode-step times, one panel per mode with its own time axis (``steps``: columns mode, latency_s, as
+    ``lpu/data/gpu_step_times.csv``), p50 and p99 marked, so that the narrow CUDA-graph spike does not flatten the eager
+    histograms (``notebooks/02_scheduling.ipynb``, figure 4)."""
+    modes = list(dict.fromkeys(steps["mode"]))
+    if axes is None:
+        _, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.2))
+    for ax, mode in zip(np.atleast_1d(axes), modes):
+        ms = steps.loc[steps["mode"] == mode, "latency_s"].to_numpy() * 1e3
+        p50, p99 = np.percentile(ms, [50, 99])
+        hi = np.percentile(ms, 99.8)
+        ax.hist(ms[ms <= hi], bins=60, color="#7570b3")
+        for q, v, ls in (("p50", p50, "-"), ("p99", p99, "--")):
+            ax.axvline(v, color="k", ls=ls, lw=1, label=f"{q} {v:.2f} ms")
+        ax.set(title=_MODE_LABELS.get(mode, mode), xlabel="decode step (ms)", ylabel="steps (count)")
+        ax.legend(fontsize=7, loc="upper right")
+    return axes
+
+
+# ---- benchmarks (notebooks/06_benchmarks.ipynb) ---------------------------------------------------------------------
+
+SYSTEM_COLOURS = {"lpu-v1": "C3", "a100": "C0", "h100": "C1", "h200": "C2"}
+_SYSTEM_NAMES = {"lpu-v1": "LPU system", "a100": "A100 server", "h100": "H100 server", "h200": "H200 server"}
+
+
+def latency_vs_speed(points: pd.DataFrame, published_tok_s: dict | None = None, axes=None):
+    """Time to first token against output speed per user, one panel per model (``points``: `lpu.serving.latency_vs_speed`),
+    every point labelled with its chip count, ranges as error bars, published speeds as labelled lines, the legend below the
+    figure for all panels (``notebooks/06_benchmarks.ipynb``, figure 1). ``published_tok_s``: model -> {label: tok/s}."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    model_names = list(dict.fromkeys(points.model))
+    if axes is None:
+        fig, axes = plt.subplots(1, len(model_names), figsize=(5.2 * len(model_names), 4.4))
+    axes = np.atleast_1d(axes)
+    for ax, model in zip(axes, model_names):
+        d = points[points.model == model]
+        for r in d.itertuples():
+            ax.errorbar(r.tok_s, r.ttft_s, xerr=[[r.tok_s - r.tok_s_low], [r.tok_s_high - r.tok_s]], fmt="o" if r.users == 1 else "s",
+                        color=SYSTEM_COLOURS[r.system], alpha=0.85, ms=5, capsize=2)
+            ax.annotate(f"x{r.chips}", (r.tok_s, r.ttft_s), xytext=(3, 3), textcoords="offset points", fontsize=6.5)
+        for label, v in (published_tok_s or {}).get(model, {}).items():
+            ax.axvline(v, color="C3", ls=":", lw=1)
+            ax.annotate(label, xy=(v, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -4), textcoords="offset points", rotation=90,
+                        va="top", fontsize=7, color="C3")
+        ax.set(title=model, xlabel="output speed per user (tok/s, log)", ylabel="time to first token (s, log)", xscale="log", yscale="log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(plt.NullFormatter())
+    handles = [Line2D([], [], color=c, marker="o", ls="") for c in SYSTEM_COLOURS.values()]
+    handles += [Line2D([], [], color="k", marker="o", ls=""), Line2D([], [], color="k", marker="s", ls=""), Line2D([], [], color="C3", ls=":")]
+    labels = list(_SYSTEM_NAMES.values()) + ["1 user", "32 users", "published LPU speed"]
+    axes[0].figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
+    axes[0].figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return axes
+
+
+def throughput_vs_users(thr: pd.DataFrame, axes=None):
+    """System throughput and per-user speed against concurrent users, one line per system (``thr``:
+    `lpu.serving.throughput_vs_users`), each point's precision written beside it, so that a switch (fp16-int8ffn -> int8)
+    shows (``notebooks/06_benchmarks.ipynb``, figure 2)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    a, b = axes
+    for label, d in thr.groupby("label", sort=False):
+        colour = SYSTEM_COLOURS.get(d.system.iloc[0], "k")
+        for ax, col in ((a, "system_tok_s"), (b, "per_user_tok_s")):
+            ax.plot(d.users, d[col], "o-", color=colour, label=label)
+            switched = d.precision.ne(d.precision.shift())
+            for x, y, p in zip(d.users[switched], d[col][switched], d.precision[switched]):
+                ax.annotate(p, (x, y), xytext=(4, -10), textcoords="offset points", fontsize=7, color=colour)
+    a.set(xscale="log", yscale="log", xlabel="concurrent users (count, log)", ylabel="system throughput (tok/s, log)", title="Throughput")
+    b.set(xscale="log", xlabel="concurrent users (count, log)", ylabel="output speed per user (tok/s)", ylim=(0, None), title="Per user")
+    a.legend(fontsize=8, loc="upper left", title="system (precision where it changes)", title_fontsize=7)
+    return axes
+
+
+def cost_vs_card_price(prices_usd, cost_usd_per_m, price_line_usd_per_m: float, breakeven_usd: float | None = None,
+                       card_range=None, ax=None, label: str = "LPU system"):
+    """Cost per million tokens against the LPU card price (`lpu.claims.cost_at_card_price`), with the price to beat and the
+    break-even card price marked, and the sourced card-price range shaded (``notebooks/06_benchmarks.ipynb``)."""
+    ax = _ax(ax, (7, 3.8))
+    ax.plot(prices_usd, cost_usd_per_m, color="C3", lw=2, label=f"{label}: modelled cost")
+    ax.axhline(price_line_usd_per_m, color="k", ls="--", lw=1, label=f"price to beat ${price_line_usd_per_m:.2f}/M")
+    if card_range is not None:
+        ax.axvspan(card_range.low, card_range.high, color="grey", alpha=0.12, label=f"card price range ${card_range.low:,.0f}-{card_range.high:,.0f}")
+    if breakeven_usd is not None and breakeven_usd > 0:
+        ax.axvline(breakeven_usd, color="C2", lw=1, label=f"break-even card ${breakeven_usd:,.0f}")
+    ax.set(xscale="log", yscale="log", xlabel="LPU card price (USD, log)", ylabel="cost per million tokens (USD, log)",
+           title="Which card price flips the cost verdict")
+    ax.legend(fontsize=7, loc="upper left")
+    return ax
+
+
+def html_table(df: pd.DataFrame, caption: str = "", precision: int = 3):
+    """A DataFrame as an HTML table that wraps long text (a pandas ``Styler``), for verdicts and validation tables."""
+    styler = df.style.format(precision=precision, thousands=",").hide(axis="index").set_uuid("lpu")  # fixed ids: same HTML every run
+    styler = styler.set_table_styles([
+        {"selector": "td, th", "props": "white-space: normal; word-wrap: break-word; max-width: 28em; text-align: left; "
+                                        "vertical-align: top; padding: 2px 6px; font-size: 0.85em"},
+        {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left"}])
+    return styler.set_caption(caption) if caption else styler
 
 
 def race_times(df: pd.DataFrame, ax=None, title: str = ""):

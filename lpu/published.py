@@ -1,9 +1,11 @@
 """Published measurements, read from ``lpu/data/published.csv`` (the one place they are written down).
 
 Each row has the system, model, metric, value, conditions, date, source and
-role: ``calibration`` rows are the only ones any parameter is fitted on;
-``validation`` rows are predictions' targets, shown beside the simulator's
-output with the error. Rows measured by this project on lent GPUs say so in
+role: ``calibration`` rows are the only ones any parameter is fitted on (one per
+fitted parameter); ``calibration-spread`` rows are other, independent
+measurements of a calibration system, used only for the fitted parameter's
+range; ``validation`` rows are predictions' targets, shown beside the
+simulator's output with the error. Rows measured by this project on lent GPUs say so in
 their ``conditions`` and ``source``.
 """
 
@@ -18,7 +20,7 @@ from . import DATA_DIR
 PUBLISHED_CSV = DATA_DIR / "published.csv"
 COLUMNS = ["system", "model", "metric", "value", "unit", "precision", "chips", "batch", "prompt_tokens", "output_tokens",
            "conditions", "date", "source", "role"]
-ROLES = ("calibration", "validation")
+ROLES = ("calibration", "calibration-spread", "validation")
 
 
 def table(path: Path | str = PUBLISHED_CSV) -> pd.DataFrame:
@@ -52,7 +54,7 @@ def value(system: str, model: str, metric: str, role: str | None = None, **condi
 
 def lpu_system_chips() -> int:
     """Chips of the LPU system of the calibration row (Groq's early-2024 Llama 2 70B system: 576)."""
-    rows = table().query("system == 'lpu-v1' and role == 'calibration'")
+    rows = table().query("system == 'lpu-v1' and role == 'calibration' and metric == 'output_tokens_per_s'")
     if len(rows) != 1 or rows.chips.isna().any():
         raise ValueError("lpu/data/published.csv needs exactly one lpu-v1 calibration row with its chip count")
     return int(rows.chips.iloc[0])

@@ -4,8 +4,18 @@ A `Plan` cuts a model over ``chips`` LPUs: ``pp`` pipeline stages, each a
 contiguous group of layers, and inside each stage ``tp`` chips splitting every
 layer tensor-parallel (attention head-wise, ``wq/wk/wv/w1/w3`` by output
 columns, ``wo/w2`` by input rows followed by an all-reduce, the classifier by
-vocabulary followed by an all-gather; Mixtral's experts placed on the stage's
-chips). Chips are numbered node by node (8 chips all-to-all) and rack by rack
+vocabulary followed by an all-gather).
+
+Mixtral's experts are split like a dense FFN: every rank holds its share of
+the FFN columns of *every* expert, so a step streams, on each rank, 1/tp of
+each expert the tokens route to. The alternative, expert parallelism (whole
+experts on ``tp / n_experts`` chips each), was costed and is not used: with
+E experts of which a step touches E(B) (``graph.expected_experts``), the
+busiest expert-parallel chip streams 1/(tp/E) = E/tp of an expert while a
+tensor-parallel chip streams E(B)/tp of one, and E(B) <= E for every batch
+(at batch 1, 2/tp against 8/tp: 4x less on Mixtral); both need the same
+all-reduce after ``w2``, and with fewer than E ranks expert parallelism does
+not fit at all (a whole expert of every layer per chip). Chips are numbered node by node (8 chips all-to-all) and rack by rack
 (9 nodes), so a stage of up to 8 chips sits in one node. Introduced in
 ``notebooks/04_sharding.ipynb``.
 """
@@ -177,11 +187,7 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
                 nd = sent[nd]
             deps.append(nd)
         change = dict(deps=tuple(deps), stage=stage)
-        moe_ffn = m.is_moe and op.weight in ("w1", "w2", "w3")
-        if op.kind == "matmul" and moe_ffn and T >= m.n_experts:
-            # expert parallel: whole experts live on the stage's chips; a chip streams at most one active expert
-            change.update(weight_bytes=op.weight_bytes // op.experts if op.experts else 0, flops=op.flops // m.experts_per_token, experts=1)
-        elif op.kind == "matmul" and op.weight in COLUMN_SPLIT + ROW_SPLIT:
+        if op.kind == "matmul" and op.weight in COLUMN_SPLIT + ROW_SPLIT:  # MoE: every expert split like a dense FFN
             split_out = op.weight in COLUMN_SPLIT
             change.update(weight_bytes=op.weight_bytes * big(op.n_out if split_out else op.n_in) // max(op.n_out if split_out else op.n_in, 1),
                           flops=op.flops // T, act_bytes=op.act_bytes // T,
@@ -210,28 +216,29 @@ def chip_bytes(plan: Plan, users: int = 1, context_tokens: int = 0) -> list[dict
 
     A tied embedding is held twice (lookup on the first stage, classifier on the last).
     """
+    return [share for s in range(plan.pp) for share in _stage_bytes(plan, s, users, context_tokens)]
+
+
+def _stage_bytes(plan: Plan, s: int, users: int, context_tokens: int) -> list[dict[str, int]]:
+    """`chip_bytes` of stage ``s``'s chips."""
     m, p, T = plan.model, plan.precision, plan.tp
     B = models.DTYPE_BYTES
     a = B[p.activations]
     out = []
-    for s, layers in enumerate(plan.stage_layers):
-        for r in range(T):
-            heads, kvh, hid = len(plan.heads(r)), len(plan.kv_heads(r)), len(plan.hidden(r))
-            hd = m.head_dim
-            attn = (2 * m.dim * heads * hd + 2 * m.dim * kvh * hd) * B[p.attention]
-            if m.is_moe and T >= m.n_experts:
-                experts_here = len(range(r, m.n_experts, T))
-                ffn = experts_here * 3 * m.dim * m.hidden_dim * B[p.ffn] + m.dim * m.n_experts * a
-            else:
-                ffn = m.n_experts * 3 * m.dim * hid * B[p.ffn] + (m.dim * m.n_experts * a if m.is_moe else 0)
-            weights = len(layers) * (attn + ffn + 2 * m.dim * a)
-            if s == 0:
-                weights += len(plan.vocab(r)) * m.dim * B[p.embedding]
-            if s == plan.pp - 1:
-                weights += len(plan.vocab(r)) * m.dim * B[p.embedding] + m.dim * a
-            kv = users * context_tokens * len(layers) * 2 * kvh * hd * a
-            act = m.activation_bytes(p, users, context_tokens) // T
-            out.append(dict(chip=plan.chip_id(s, r), stage=s, rank=r, weights=int(weights), kv_cache=int(kv), activations=int(act)))
+    layers = plan.stage_layers[s]
+    for r in range(T):
+        heads, kvh, hid = len(plan.heads(r)), len(plan.kv_heads(r)), len(plan.hidden(r))
+        hd = m.head_dim
+        attn = (2 * m.dim * heads * hd + 2 * m.dim * kvh * hd) * B[p.attention]
+        ffn = m.n_experts * 3 * m.dim * hid * B[p.ffn] + (m.dim * m.n_experts * a if m.is_moe else 0)  # every expert's hid columns
+        weights = len(layers) * (attn + ffn + 2 * m.dim * a)
+        if s == 0:
+            weights += len(plan.vocab(r)) * m.dim * B[p.embedding]
+        if s == plan.pp - 1:
+            weights += len(plan.vocab(r)) * m.dim * B[p.embedding] + m.dim * a
+        kv = users * context_tokens * len(layers) * 2 * kvh * hd * a
+        act = m.activation_bytes(p, users, context_tokens) // T
+        out.append(dict(chip=plan.chip_id(s, r), stage=s, rank=r, weights=int(weights), kv_cache=int(kv), activations=int(act)))
     return out
 
 
@@ -261,4 +268,11 @@ def fits(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.Chi
     """Whether the fullest chip's share fits its SRAM less the reserve (whole words ignored: see `allocate`)."""
     c = hardware.get(chip)
     usable = c.sram_bytes * (1 - reserve_fraction) - c.mem_slices * c.word_bytes * 3  # word padding of 3 tensors
-    return max(s["weights"] + s["kv_cache"] + s["activations"] for s in chip_bytes(plan, users, context_tokens)) <= usable
+    return fullest_bytes(plan, users, context_tokens) <= usable
+
+
+def fullest_bytes(plan: Plan, users: int = 1, context_tokens: int = 0) -> int:
+    """The largest share any chip holds (the max of `chip_bytes`): the first stage (the most layers, the embedding)
+    or the last (the classifier); a middle stage has no more layers than the first and no embedding."""
+    stages = {0, plan.pp - 1}
+    return max(sh["weights"] + sh["kv_cache"] + sh["activations"] for s in stages for sh in _stage_bytes(plan, s, users, context_tokens))

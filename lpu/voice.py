@@ -146,9 +146,9 @@ def _simulated(p: LLMProfile, prompt_tokens: int, output_tokens: int) -> LLMTimi
                         prompt_tokens=prompt_tokens, output_tokens=output_tokens)
     src = f"lpu.simulate({p.model!r}, system={p.system!r}, chips={chips}, precision={r.precision!r}, users={p.users}, prompt_tokens={prompt_tokens})"
 
-    def rng(key, nominal):  # simulator ranges come from hardware corners; keep the nominal inside them
+    def rng(key, nominal):  # simulator ranges: hardware corners and the fitted term's range; keep the nominal inside them
         lo, hi = r.ranges.get(key, (nominal, nominal))
-        over = "hardware corners" if p.system.startswith("lpu") else "un-fitted GPU parameters"
+        over = "hardware corners and the fitted system term's range" if p.system.startswith("lpu") else "the GPU model's parameter ranges"
         return Range(min(lo, nominal), nominal, max(hi, nominal), f"{src}; range over {over}")
 
     return LLMTiming(p.label.format(chips=chips), rng("ttft_s", r.ttft_s), rng("itl_s", r.itl_s), p.hops, src)
@@ -271,7 +271,7 @@ def turn(llm: str | LLMProfile | LLMTiming = "lpu-llama2-70b", stages: Stages = 
 
     >>> t = turn("lpu-llama2-70b")
     >>> round(t.voice_to_voice_s, 3), t.stall_s
-    (1.33, 0.0)
+    (1.331, 0.0)
     """
     _check(answer_tokens)
     timing = llm_timing(llm, prompt_tokens, answer_tokens)

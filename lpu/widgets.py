@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import io
+
 import ipywidgets as w
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from . import hardware, models, plots, sram
 
 
-def _explorer(rows: list[list[w.Widget]], out: w.Output, update) -> w.VBox:
-    """Lay out rows of controls above ``out``, re-run ``update`` whenever a control changes, show it once."""
+def _show(first: dict) -> None:
+    """plt.show() inside an explorer's output; the first figure (the default state) is also kept as PNG bytes in ``first``."""
+    if "png" not in first:
+        buf = io.BytesIO()
+        plt.gcf().savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        first["png"] = buf.getvalue()
+    plt.show()
+
+
+def show_with_snapshot(box: w.Widget, png: bytes | None, what: str = "explorer") -> w.Widget:
+    """Display a live widget and, under it, a static PNG of its default figure: widgets are blank on GitHub and in an HTML export,
+    the image is not (an ``image/png`` output, embedded as ``<img>`` by nbconvert)."""
+    display(box)
+    if png:
+        display(Markdown(f"*Static image of the {what}'s default state, for readers without a live kernel:*"), Image(data=png, format="png"))
+    return box
+
+
+def _explorer(rows: list[list[w.Widget]], out: w.Output, update, first: dict | None = None) -> w.VBox:
+    """Lay out rows of controls above ``out``, re-run ``update`` whenever a control changes, show it once with its snapshot."""
     for row in rows:
         for control in row:
             control.observe(update, names="value")
     update()
     box = w.VBox([w.HBox(row) for row in rows] + [out])
-    display(box)
-    return box
+    return show_with_snapshot(box, (first or {}).get("png"))
 
 
 def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_tokens: int = 4096, batch: int = 1):
@@ -31,6 +50,7 @@ def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_t
     reserve_w = w.FloatSlider(value=sram.RESERVE_FRACTION.nominal, min=sram.RESERVE_FRACTION.low, max=sram.RESERVE_FRACTION.high, step=0.01,
                               description="reserve", continuous_update=False)
     out = w.Output()
+    first: dict = {}
 
     def update(*_):
         m = models.get(model_w.value)
@@ -42,9 +62,9 @@ def chips_explorer(model: str = "llama2-70b", precision: str = "int8", context_t
                   f"{' (capped at the model context)' if ctx < ctx_w.value else ''}:")
             print(f"  {n.chips:,} chips = {n.chips / rack.node.chips:.1f} nodes = {n.racks} rack(s); cards ${n.card_cost_usd / 1e6:.2f}M")
             plots.bytes_breakdown(n)
-            plt.show()
+            _show(first)
 
-    return _explorer([[model_w, prec_w], [ctx_w, batch_w, reserve_w]], out, update)
+    return _explorer([[model_w, prec_w], [ctx_w, batch_w, reserve_w]], out, update, first)
 
 
 def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens: int = 255, precision: str = "int8"):
@@ -56,6 +76,7 @@ def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens
     batch_w = w.IntSlider(value=batch, min=1, max=128, description="users", continuous_update=False)
     ctx_w = w.IntSlider(value=context_tokens, min=0, max=4095, step=1, description="context", continuous_update=False)
     out = w.Output()
+    first: dict = {}
 
     def update(*_):
         m = models.get(model_w.value)
@@ -68,9 +89,9 @@ def schedule_explorer(model: str = "stories110M", batch: int = 1, context_tokens
                   f"{tl.latency_s * 1e6:,.1f} us per step, {batch_w.value / tl.latency_s:,.0f} tokens/s in all")
             print("critical path: " + ", ".join(f"{k} {v:.0%}" for k, v in tl.breakdown().items()))
             plots.gantt(tl, layers=(0, min(1, m.n_layers - 1)))
-            plt.show()
+            _show(first)
 
-    return _explorer([[model_w, prec_w], [batch_w, ctx_w]], out, update)
+    return _explorer([[model_w, prec_w], [batch_w, ctx_w]], out, update, first)
 
 
 def generate_box(engine, prompt: str = "ROMEO:", max_new_tokens: int = 120):
@@ -107,6 +128,7 @@ def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 
     chips_w = w.IntText(value=chips, description="chips")
     users_w = w.IntSlider(value=users, min=1, max=512, description="users", continuous_update=False)
     out = w.Output()
+    first: dict = {}
 
     def update(*_):
         with out:
@@ -120,9 +142,9 @@ def simulate_explorer(model: str = "llama2-70b", chips: int = 576, users: int = 
                   f"{r.system_tokens_per_s:,.0f} tok/s for {r.users} user(s)")
             print("decode step: " + ", ".join(f"{k} {v:.0%}" for k, v in r.breakdown().items() if v > 0.005))
             plots.system_layout(r.plan)
-            plt.show()
+            _show(first)
 
-    return _explorer([[model_w, prec_w], [chips_w, users_w]], out, update)
+    return _explorer([[model_w, prec_w], [chips_w, users_w]], out, update, first)
 
 
 def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
@@ -144,6 +166,7 @@ def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
                           style={"description_width": "initial"})
     search_w = w.Checkbox(value=search, description="web search first")
     out = w.Output()
+    first: dict = {}
 
     def update(*_):
         stages = s.fixed(silence_timer_s=silence_w.value, asr_final_s=asr_w.value, tts_first_audio_s=tts_w.value, network_hop_s=net_w.value,
@@ -155,6 +178,6 @@ def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
             print(f"silence timer {silence_w.value:.2f} s, other stages over their ranges:")
             print("\n".join(f"  {r.llm}: p50 {r.p50_s:.2f} s, p90 {r.p90_s:.2f} s" for r in spread.itertuples()))
             plots.voice_waterfall(turns)
-            plt.show()
+            _show(first)
 
-    return _explorer([[silence_w, asr_w, tts_w], [net_w, first_w, search_w]], out, update)
+    return _explorer([[silence_w, asr_w, tts_w], [net_w, first_w, search_w]], out, update, first)

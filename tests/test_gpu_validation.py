@@ -21,10 +21,27 @@ def test_gpu_never_beats_physical_bounds(model, chips, precision, users):
 
 def test_calibration_anchor_is_reproduced_and_within_range():
     row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
-    r = lpu.simulate(row.model, system="h100", chips=int(row.chips), precision=row.precision, prompt_tokens=int(row.prompt_tokens), output_tokens=1)
-    assert r.ttft_s == pytest.approx(row.value, rel=0.01)
-    lo, hi = gpu.GPUParams.RANGES["prefill_mfu"]
-    assert lo <= gpu.CALIBRATED.prefill_mfu <= hi
+    assert gpu.serving_for(row.conditions) == "ideal"  # TensorRT-LLM's C++ benchmark: no serving stack
+    r = lpu.simulate(row.model, system="h100", chips=int(row.chips), precision=row.precision, prompt_tokens=int(row.prompt_tokens), output_tokens=1,
+                     serving="ideal")
+    assert r.ttft_s == pytest.approx(row.value, rel=0.001)
+    lo, hi = r.ranges["ttft_s"]
+    assert lo < row.value < hi  # the fitted parameter's own range reaches the ranges
+    fit, = gpu.FITTED
+    assert fit in lpu.fitted() and fit.family == "GPU server" and fit.value == gpu.CALIBRATED.fp8_speedup
+    assert gpu.GPUParams.RANGES["fp8_speedup"][0] <= fit.low < fit.value < fit.high <= gpu.GPUParams.RANGES["fp8_speedup"][1]
+
+
+def test_the_recorded_fit_is_what_refitting_gives():
+    """scripts/calibrate.py --gpu: the value at the nominal un-fitted parameters, the range from refits at their corners."""
+    row = published.table().query("system == 'h100' and role == 'calibration'").iloc[0]
+    args = (row.value, row.model, row.system, int(row.chips), row.precision, int(row.prompt_tokens), "ideal")
+    fit, = gpu.FITTED
+    assert gpu.fit_fp8_speedup(*args) == pytest.approx(fit.value, abs=2e-4)
+    assert gpu.fit_fp8_speedup(*args, base=gpu.CALIBRATED.corner("fast")) == pytest.approx(fit.low, abs=2e-4)
+    with pytest.raises(ValueError, match="outside what fp8_speedup"):  # the slow corner cannot reach 109 ms even at 2x: the range ends there
+        gpu.fit_fp8_speedup(*args, base=gpu.CALIBRATED.corner("slow"))
+    assert fit.high == gpu.GPUParams.RANGES["fp8_speedup"][1]
 
 
 def test_tensor_parallel_trades_streaming_for_nvlink():
@@ -56,7 +73,9 @@ def test_validation_table_covers_every_published_row():
     s = validation.summary(df)
     assert s["rows"] == len(df[(df.role == "validation") & df.modelled]) and 0 <= s["inside"] <= s["rows"]
     assert s["median_abs_error"] <= s["worst_abs_error"]
-    assert set(df.system) == {"lpu-v1", "h100", "h200"} and models.get("llama2-70b")
+    assert set(df.system) == {"lpu-v1", "a100", "h100", "h200"} and models.get("llama2-70b")
+    gpu_rows = published.table().query("system != 'lpu-v1'")
+    assert {validation.serving(r) for r in gpu_rows.itertuples()} == {"ideal"}  # every GPU row so far was measured without a serving stack
 
 
 def test_lpu_bench_prints_the_table(capsys):

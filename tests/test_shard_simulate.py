@@ -5,7 +5,7 @@ import pytest
 
 from lpu import cli, hardware, models, published, schedule, shard
 from lpu.sram import SRAMCapacityError, chips_needed
-from lpu.system import CALIBRATED, simulate
+from lpu.system import SYSTEM_OP_S, simulate
 
 CHIP = hardware.get("lpu-v1")
 
@@ -93,7 +93,11 @@ def test_auto_chips_and_precision_and_errors():
         simulate("llama2-7b", system="groqrack")
     with pytest.raises(ValueError, match="exceeds"):
         simulate("llama2-7b", prompt_tokens=4000, output_tokens=200)
-    assert CALIBRATED.op_latency_cycles > schedule.CostParams.PRIOR["op_latency_cycles"][1]  # reported, not hidden
+    with pytest.raises(ValueError, match="chips must be a positive integer"):  # a bool is not a chip count (issue 15)
+        simulate("llama2-7b", chips=True)
+    with pytest.raises(ValueError, match="serving=.*GPU systems only"):
+        simulate("llama2-7b", serving="served")
+    assert SYSTEM_OP_S.low <= SYSTEM_OP_S.value <= SYSTEM_OP_S.high and SYSTEM_OP_S.family == "LPU system"
 
 
 def test_cli_simulate_json(capsys):
@@ -109,3 +113,16 @@ def test_public_interface_of_design_md():
     assert callable(lpu.simulate) and r.chips == 64
     for attr in ("ttft_s", "itl_s", "output_tokens_per_s", "system_tokens_per_s", "total_time_s", "chips"):
         assert getattr(r, attr) > 0
+
+
+def test_result_lives_in_its_own_module():
+    import lpu
+    from lpu import result, system
+
+    assert system.Result is result.Result  # re-exported for compatibility
+    fitted = lpu.fitted()
+    assert any(f.family == "LPU system" for f in fitted) and all(isinstance(f, result.Fitted) for f in fitted)
+    with pytest.raises(ValueError, match="family"):
+        result.Fitted("x", "TPU pod", 1.0, "s", 1.0, 1.0, "row", "how")
+    r = simulate("llama2-7b", system="h100", serving=None, ranges=False)
+    assert isinstance(r, result.Result) and r.plan is None
