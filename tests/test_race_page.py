@@ -1,7 +1,7 @@
 """The race page in a real headless Chromium (Debian's chromium + chromium-driver, driven by selenium).
 
-A shareable link starts the race on load; both lanes fill with text, and the LPU system's lane finishes
-before the hosted GPU API's lane has shown its first token.
+A shareable link starts the race on load; both lanes fill with text, and the lane of Groq's API (the LPU system as
+its clients saw it) shows its first token and finishes before the hosted GPU API's lane.
 """
 
 import shutil
@@ -20,7 +20,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # Debia
 CHROMEDRIVER = shutil.which("chromedriver")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-LPU, HOSTED = "llama2-70b@lpu-v1x576", "llama2-70b@hosted-api"
+LPU, HOSTED = "llama2-70b@lpu-v1x576-api", "llama2-70b@hosted-api"
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no browser: install Debian's chromium and chromium-driver (.ci/run does)")
 
@@ -40,7 +40,7 @@ def browser(tmp_path):
         driver.quit()
 
 
-def test_a_shared_link_races_and_the_lpu_lane_finishes_first(browser):
+def test_a_shared_link_races_and_the_lpu_lane_leads(browser):
     with background(warm=False) as url:
         stream_chat(url, LPU, "Who is there?", 24)  # the LPU's schedule for this request shape is computed once (~0.5-2 s), before the race
         query = urllib.parse.urlencode(dict(prompt="Who is there?", models=f"{LPU},{HOSTED}", max_tokens=24, autostart=1))
@@ -58,7 +58,8 @@ def test_a_shared_link_races_and_the_lpu_lane_finishes_first(browser):
                        first_ms=float(el.get_attribute("data-first-ms")), done_ms=float(el.get_attribute("data-done-ms"))) for m, el in lanes.items()}
         for m, g in got.items():
             assert g["state"] == "done" and g["tokens"] == 24 and g["text"].strip(), (m, g)
-        assert got[LPU]["done_ms"] < got[HOSTED]["first_ms"], got  # ~0.1 s for 24 tokens at ~241 tok/s against a 0.55 s first token
+        # like for like: ~0.37 s to the first token and ~0.1 s for 24 tokens at ~241 tok/s, against 0.55 s and 0.6 s at 40 tok/s
+        assert got[LPU]["first_ms"] < got[HOSTED]["first_ms"] and got[LPU]["done_ms"] < got[HOSTED]["done_ms"], got
         speed = browser.find_element("css selector", f"section.lane[data-model='{HOSTED}'] .speed b").text
         assert 30 <= float(speed) <= 50  # the live counter: the hosted profile's 40 tok/s
         assert "first" in lanes[LPU].get_attribute("class")  # marked as the winner

@@ -75,8 +75,9 @@ def test_models_lists_the_known_ids_with_the_simulated_speeds(client):
         p = pacing(m.id)  # the simulator at the catalogue's request shape, computed here
         assert m.model_extra["output_tokens_per_s"] == pytest.approx(p.output_tokens_per_s, rel=1e-9)
         assert m.model_extra["ttft_s"] == pytest.approx(p.ttft_s, rel=1e-9) and m.model_extra["precision"] == p.precision
-    lpu, hosted = data[0].model_extra, data[-1].model_extra
+    lpu, api, hosted = data[0].model_extra, data[1].model_extra, data[-1].model_extra
     assert 200 < lpu["output_tokens_per_s"] < 300 and lpu["chips"] == 576  # Groq's early-2024 system, calibrated on 241 tok/s
+    assert api["output_tokens_per_s"] == lpu["output_tokens_per_s"] and api["ttft_s"] > lpu["ttft_s"] + 0.1  # its API: the fitted hosted term
     assert hosted["output_tokens_per_s"] < lpu["output_tokens_per_s"] / 3 and client.models.retrieve(A100).id == A100
 
 
@@ -276,12 +277,13 @@ def test_race_client_measures_each_token_beside_its_simulated_time(url):
     ("llama2-70b@lpu-v1x576", ("llama2-70b", "lpu-v1", 576, None)), ("mixtral-8x7b@lpu-v1", ("mixtral-8x7b", "lpu-v1", None, None)),
     ("llama2-70b@lpu-v1-int8", ("llama2-70b", "lpu-v1", None, "int8")), ("llama2-70b@lpu-v1x600-fp16-int8ffn", ("llama2-70b", "lpu-v1", 600, "fp16-int8ffn")),
     ("llama2-70b@h100x8-fp8", ("llama2-70b", "h100", 8, "fp8")), ("llama2-70b@hosted-api", ("llama2-70b", "hosted-api", None, None)),
+    ("llama2-70b@lpu-v1x576-api", ("llama2-70b", "lpu-v1", 576, None)), ("llama2-70b@h100x8-fp8-api", ("llama2-70b", "h100", 8, "fp8")),
 ])
 def test_model_ids_parse(text, parsed):
     from lpu.serve import ModelId
 
     m = ModelId.parse(text)
-    assert (m.model, m.system, m.chips, m.precision) == parsed and m.id == text
+    assert (m.model, m.system, m.chips, m.precision) == parsed and m.id == text and m.hosted == (text.endswith("-api") and "hosted" not in text)
 
 
 @pytest.mark.parametrize("text, words", [("llama2-70b", "not of the form"), ("llama2-70b@h100x0", "positive integer"), ("llama2-70b@h100-fp9", "precision"),

@@ -1,11 +1,13 @@
 """Model ids of ``lpu serve``: which simulated system serves a model, and how fast it releases tokens.
 
-An id reads ``MODEL@SYSTEM[xCHIPS][-PRECISION]``: a model of `lpu.models`
+An id reads ``MODEL@SYSTEM[xCHIPS][-PRECISION][-api]``: a model of `lpu.models`
 served by ``lpu-v1`` (an LPU system; without ``xCHIPS``, the chip count of
 Groq's published early-2024 system, `lpu.published.lpu_system_chips`), by a
 GPU server (``a100``, ``h100``, ``h200``; without ``xCHIPS``, the fewest GPUs
 that fit) or by ``hosted-api``, the hosted GPU API of early 2024 (published
-ranges, `lpu.voice.HOSTED_API`, not simulated). `pacing` asks `lpu.simulate`
+ranges, `lpu.voice.HOSTED_API`, not simulated). ``-api``: that system as its
+API's clients see it (`lpu.result.Result.hosted`: the first token later by the
+hosted-API term fitted on Groq's API), like for like with ``hosted-api``. `pacing` asks `lpu.simulate`
 when each token would leave that system: the time to first token for the
 prompt, then one inter-token latency per token, with the streams in flight
 on that id as ``users``. Introduced with the race page (README, "Serve").
@@ -20,7 +22,7 @@ from .. import hardware, models
 
 HOSTED = "hosted-api"
 # The ids /v1/models lists (any other id that parses and fits is served too).
-KNOWN_IDS = ("llama2-70b@lpu-v1x576", "mixtral-8x7b@lpu-v1", "llama2-7b@lpu-v1", "llama2-70b@h100x8-fp8", "llama2-70b@a100x4-fp16",
+KNOWN_IDS = ("llama2-70b@lpu-v1x576", "llama2-70b@lpu-v1x576-api", "mixtral-8x7b@lpu-v1", "llama2-7b@lpu-v1", "llama2-70b@h100x8-fp8", "llama2-70b@a100x4-fp16",
              "llama3-8b@h100x1", f"llama2-70b@{HOSTED}")
 # The request shape /v1/models describes each id with: the prompt and answer of the LPU calibration row.
 CATALOGUE_PROMPT_TOKENS, CATALOGUE_OUTPUT_TOKENS = 550, 150
@@ -42,6 +44,7 @@ class ModelId:
     system: str
     chips: int | None = None
     precision: str | None = None
+    hosted: bool = False  # "-api": as the system's API clients see it
 
     @property
     def lpu(self) -> bool:
@@ -54,9 +57,9 @@ class ModelId:
         Examples
         --------
         >>> ModelId.parse("llama2-70b@h100x8-fp8")
-        ModelId(id='llama2-70b@h100x8-fp8', model='llama2-70b', system='h100', chips=8, precision='fp8')
+        ModelId(id='llama2-70b@h100x8-fp8', model='llama2-70b', system='h100', chips=8, precision='fp8', hosted=False)
         """
-        form = "MODEL@SYSTEM[xCHIPS][-PRECISION], e.g. llama2-70b@lpu-v1x576 or llama2-70b@h100x8-fp8"
+        form = "MODEL@SYSTEM[xCHIPS][-PRECISION][-api], e.g. llama2-70b@lpu-v1x576 or llama2-70b@h100x8-fp8"
         if not isinstance(text, str) or text.count("@") != 1:
             raise ValueError(f"model id {text!r} is not of the form {form}")
         model, rest = text.split("@")
@@ -66,6 +69,8 @@ class ModelId:
         if system is None:
             raise ValueError(f"model id {text!r}: unknown system in {rest!r}; systems: {', '.join(_systems())} ({form})")
         rest, chips, precision = rest[len(system):], None, None
+        hosted = system != HOSTED and rest.endswith("-api")
+        rest = rest[:-len("-api")] if hosted else rest
         if rest.startswith("x"):
             digits = rest[1:].split("-", 1)[0]
             if not digits.isdigit() or int(digits) < 1:
@@ -77,7 +82,7 @@ class ModelId:
                 raise ValueError(f"model id {text!r}: unknown precision {precision!r}; precisions: {', '.join(models.PRECISIONS)}")
         if system == HOSTED and (chips is not None or precision is not None):
             raise ValueError(f"model id {text!r}: {HOSTED} is a published profile; it takes no chips or precision")
-        return cls(text, model, system, chips, precision)
+        return cls(text, model, system, chips, precision, hosted)
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,9 @@ def pacing(model_id: str, users: int = 1, prompt_tokens: int = CATALOGUE_PROMPT_
 
         chips = lpu_system_chips()
     r = simulate(mid.model, system=mid.system, chips=chips, precision=mid.precision, users=users, prompt_tokens=prompt_tokens,
-                 output_tokens=output_tokens, ranges=False)
+                 output_tokens=output_tokens, ranges=False, hosted=mid.hosted)
     src = (f"lpu.simulate({mid.model!r}, system={mid.system!r}, chips={chips}, precision={mid.precision!r}, users={users}, "
-           f"prompt_tokens={prompt_tokens}, output_tokens={output_tokens})")
+           f"prompt_tokens={prompt_tokens}, output_tokens={output_tokens}{', hosted=True' if mid.hosted else ''})")
     if not (math.isfinite(r.ttft_s) and math.isfinite(r.itl_s) and r.itl_s > 0):
         raise ValueError(f"{src} gave TTFT {r.ttft_s} s and ITL {r.itl_s} s; expected finite positive times")
     return Pacing(r.ttft_s, r.itl_s, r.chips, r.precision, users, prompt_tokens, output_tokens, src)
