@@ -500,3 +500,15 @@ def html_table(df: pd.DataFrame, caption: str = "", precision: int = 3):
                                         "vertical-align: top; padding: 2px 6px; font-size: 0.85em"},
         {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left"}])
     return styler.set_caption(caption) if caption else styler
+
+
+def race_times(df: pd.DataFrame, ax=None, title: str = ""):
+    """A race through ``lpu serve`` (`lpu.serve.race` rows): each token's arrival at the client (dots) on the time the
+    simulated system emits it (line, TTFT + i x ITL), one colour per model id (README, "Serve")."""
+    ax = _ax(ax, (7, 4))
+    for (model, g), colour in zip(df.groupby("model", sort=False), sns.color_palette("Dark2", df.model.nunique())):
+        ax.plot(g.token, g.t_sim_s, color=colour, lw=1.5, label=f"{model}: simulated")
+        ax.scatter(g.token, g.t_client_s, color=colour, s=10, label=f"{model}: measured at the client")
+    ax.set(xlabel="token", ylabel="seconds after the request", title=title or "Token arrival: measured beside simulated")
+    ax.legend(fontsize=7)
+    return ax
