@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from test_hf_config import QWEN25_7B
 
 from lpu import graph, models, schedule, shard
 from lpu.system import simulate
-from test_hf_config import QWEN25_7B
 
 # (model, system, chips, precision, users): presets, chip counts, users, precisions, LPU and GPU, Mixtral
 CONFIGS = (
