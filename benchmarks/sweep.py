@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         part, r = df[df.family == fam], ref[ref.family == fam]
         per_ref = r.seconds.mean() if len(r) else float("nan")
         rows.append([fam, f"{len(part):,}", f"{part.error.notna().sum():,}", f"{len(r)}", f"{per_ref * 1e3:,.1f}", f"{1 / per_ref:,.1f}"])
-    print(f"\nthe reference path (lpu.simulate(reference=True): every chip allocated, Python scheduler, full timelines), {len(ref)} of the configurations one by one in this process:")
+    print(f"\nthe reference path (simulate(reference=True)), {len(ref)} of the configurations one by one in this process:")
     print(pd.DataFrame(rows, columns=["family", "configs swept", "did not run", "timed one by one", "ms per config", "configs/s"]).to_string(index=False))
     print(f"the same {len(ref)} through lpu.sweep on {args.workers} process(es): {ref_pool_s:,.1f} s against {ref.seconds.sum():,.1f} s one by one "
           f"(pool speed-up {ref.seconds.sum() / ref_pool_s:.2f}x)")
