@@ -31,6 +31,7 @@ BOS_ID, EOS_ID = 1, 2  # run.c hard-codes these
 _LIMITS = {"dim": 1 << 20, "hidden_dim": 1 << 22, "n_layers": 4096, "n_heads": 1 << 16, "n_kv_heads": 1 << 16,
            "vocab_size": 1 << 24, "seq_len": 1 << 24}  # anything larger is garbage, not a model
 _PARAMS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")  # header order
+MATRICES = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")  # the matrices of each layer
 _QUANTIZED = ("token_embedding_table", "wq", "wk", "wv", "wo", "w1", "w2", "w3", "wcls")  # v2 order
 
 

@@ -164,18 +164,26 @@ def generate(args) -> int:
 
     if bool(args.checkpoint) != bool(args.tokenizer):
         raise ValueError("give both --checkpoint and --tokenizer, or neither for the bundled model")
-    eng = Engine.from_llama2c(args.checkpoint, args.tokenizer, precision=args.precision) if args.checkpoint else Engine.default(precision=args.precision)
+    eng = (Engine.from_llama2c(args.checkpoint, args.tokenizer, precision=args.precision, threads=args.threads) if args.checkpoint
+           else Engine.default(precision=args.precision, threads=args.threads))
+    draft = Engine.default("draft", threads=args.threads) if args.draft else None
+    # generate() checks every argument at the call: a bad one is reported before the prompt is printed
+    stream = eng.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_p, args.seed, draft=draft, draft_tokens=args.draft_tokens)
     print(args.prompt, end="", flush=True)
     events = []
-    for ev in eng.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_p, args.seed):
+    for ev in stream:
         events.append(ev)
         print(ev.text, end="", flush=True)
     print()
     if events:
         wall = events[-1].t_wall_s
-        print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights) in {wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s; "
-              f"simulated on {eng.chips} {eng.chip.name}: first token at {events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us",
-              file=sys.stderr)
+        spec = ""
+        if draft is not None:
+            accepted, rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
+            spec = f"; {accepted} of {accepted + rejected} judged draft tokens accepted ({draft.config.name}, {args.draft_tokens} per step)"
+        print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights, {eng.threads} thread{'s' if eng.threads > 1 else ''}) in "
+              f"{wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s{spec}; simulated on {eng.chips} {eng.chip.name}: first token at "
+              f"{events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us", file=sys.stderr)
     return 0
 
 
@@ -310,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=number(0, 1, low_open=True), default=1.0, help="nucleus sampling, in (0, 1] (default 1: off)")
     g.add_argument("--seed", type=integer(0), default=0, help="seeds the sampler (temperature > 0)")
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="threads for the kernels (default: $LPU_THREADS, else 1: small models gain little from more, and lose much on busy cores)")
+    g.add_argument("--draft", action="store_true", help="speculative decoding with the bundled draft model (same tokenizer as the bundled model)")
+    g.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes per step (default %(default)s)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")
