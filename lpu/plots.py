@@ -500,3 +500,20 @@ def html_table(df: pd.DataFrame, caption: str = "", precision: int = 3):
                                         "vertical-align: top; padding: 2px 6px; font-size: 0.85em"},
         {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left"}])
     return styler.set_caption(caption) if caption else styler
+
+
+def speculative_speedup(curve: pd.DataFrame, measured: tuple[float, float] | None = None, k: int = 4, ax=None):
+    """Speed-up of speculative decoding against the acceptance, one line per system (rows of
+    `lpu.speculation.speedup_curve` at ``k``), the ideal k+1-fold bound and the measured acceptance band (notebook 03)."""
+    ax = _ax(ax, (7, 4))
+    sub = curve[curve.k == k]
+    for (system, users), g in sub.groupby(["system", "users"], sort=False):
+        ax.plot(g.acceptance, g.speedup, marker="o", ms=3, label=f"{system}, {users} user(s)")
+    a = np.linspace(0, 1, 101)
+    ax.plot(a, [k + 1 if x == 1 else (1 - x ** (k + 1)) / (1 - x) for x in a], "k--", lw=1, label="tokens per step (free draft and verify)")
+    if measured is not None:
+        ax.axvspan(*measured, color="tab:green", alpha=0.15, label="acceptance measured on the bundled pair")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set(xlabel="per-token acceptance a", ylabel="speed-up over plain decoding", title=f"speculative decoding, k = {k}")
+    ax.legend(fontsize=8)
+    return ax

@@ -196,3 +196,22 @@ def _gpu(m, d, c, base, k, ranges, serving):
     fast = step(dataclasses.replace(gpu.CALIBRATED.corner("fast"), fp8_speedup=fit.high), profile.low)
     slow = step(dataclasses.replace(gpu.CALIBRATED.corner("slow"), fp8_speedup=fit.low), profile.high)
     return nominal, slow[0] + slow[1], fast[0] + fast[1]
+
+
+def speedup_curve(target, draft, draft_tokens=(2, 4, 8), systems=(("lpu-v1", 1), ("h100", 1), ("h100", 64)),
+                  acceptances=np.linspace(0, 1, 11), serving: str | None = "ideal") -> list[dict]:
+    """Rows (system, users, k, acceptance, tokens_per_step, verify_over_decode, draft_over_decode, speedup) of
+    `lpu.simulate` with and without ``draft``, for `lpu.plots.speculative_speedup` (notebook 03)."""
+    from .system import simulate
+
+    rows = []
+    for sysname, users in systems:
+        gpu_only = dict(serving=serving) if isinstance(hardware.get(sysname), hardware.GPUSpec) else {}
+        for k in draft_tokens:  # a step's cost does not depend on the acceptance: one simulation per (system, k)
+            s = simulate(target, sysname, users=users, ranges=False, draft=draft, draft_tokens=k, acceptance=0.5, **gpu_only).speculation
+            for a in acceptances:
+                e = tokens_per_step(float(a), k)
+                rows.append(dict(system=sysname, users=users, k=k, acceptance=float(a), tokens_per_step=e,
+                                 verify_over_decode=s.verify_s / s.plain_itl_s, draft_over_decode=s.draft_s / s.plain_itl_s,
+                                 speedup=s.plain_itl_s * e / s.step_s))
+    return rows

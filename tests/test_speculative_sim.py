@@ -101,3 +101,19 @@ def test_as_dict_and_hosted():
 def test_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         lpu.simulate(T, ranges=False, **kw)
+
+
+def test_speedup_curve_is_the_simulation():
+    """The data behind notebook 03's figure (lpu.plots.speculative_speedup): each row is lpu.simulate's speed-up."""
+    rows = speculation.speedup_curve(T, D, draft_tokens=(2, 4), systems=(("lpu-v1", 1), ("h100", 1)), acceptances=[0.0, 0.55, 1.0])
+    assert len(rows) == 2 * 2 * 3
+    for row in rows:
+        kw = dict(serving="ideal") if row["system"] == "h100" else {}
+        r = spec(row["system"], row["k"], row["acceptance"], **kw)
+        assert row["speedup"] == pytest.approx(r.speculation.speedup)
+        assert row["speedup"] == pytest.approx(r.speculation.plain_itl_s / r.itl_s)
+        assert row["tokens_per_step"] == pytest.approx(speculation.tokens_per_step(row["acceptance"], row["k"]))
+    lpu_rows = [x for x in rows if x["system"] == "lpu-v1"]
+    assert all(x["speedup"] < 1 for x in lpu_rows if x["acceptance"] == 0)  # nothing accepted: the draft's cost wasted
+    for x in rows:  # the verify step nearly free at batch 1: within 10% of the tokens per step over (1 + the draft's cost)
+        assert x["speedup"] == pytest.approx(x["tokens_per_step"] / (1 + x["draft_over_decode"]), rel=0.1)
