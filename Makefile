@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lab lint bench clean
+.PHONY: run test lab lint bench clean serve
 
 run: $(STAMP)
 	$(PY) -m lpu
@@ -20,6 +20,9 @@ LAB_ARGS ?=
 LAB_CMD = $(VENV)/bin/jupyter lab notebooks/$(if $(findstring -ip,$(LAB_ARGS))$(findstring .ip=,$(LAB_ARGS)),, --ip 127.0.0.1)$(if $(filter 0,$(shell id -u)), --allow-root) $(LAB_ARGS)
 lab: $(STAMP)
 	$(LAB_CMD)
+
+serve: $(STAMP)  # the OpenAI-compatible endpoint and the race page on http://127.0.0.1:8000/
+	$(PY) -m lpu serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lpu tests benchmarks scripts

@@ -290,10 +290,16 @@ def voice_cmd(args) -> int:
     return 0
 
 
+def serve_cmd(args) -> int:
+    from .serve import run  # FastAPI and uvicorn: the serve extra
+
+    return run(args.host, args.port, args.checkpoint, args.tokenizer, warm=not args.no_warm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice,serve}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"{MODEL_HELP} (default: all presets)")
@@ -318,10 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=number(0, 1, low_open=True), default=1.0, help="nucleus sampling, in (0, 1] (default 1: off)")
     g.add_argument("--seed", type=integer(0), default=0, help="seeds the sampler (temperature > 0)")
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=integer(1), default=None,
                    help="threads for the kernels (default: $LPU_THREADS, else 1: small models gain little from more, and lose much on busy cores)")
     g.add_argument("--draft", action="store_true", help="speculative decoding with the bundled draft model (same tokenizer as the bundled model)")
-    g.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes per step (default %(default)s)")
+    g.add_argument("--draft-tokens", type=integer(1), default=4, help="tokens the draft proposes per step (default %(default)s)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")
@@ -354,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=integer(1), default=10_000)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=voice_cmd)
+    sv = sub.add_parser("serve", help="OpenAI-compatible endpoint with real tokens paced by simulated systems, and the race page (lpu.serve)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for a workshop room)")
+    sv.add_argument("--port", type=integer(1, 65535), default=8000)
+    sv.add_argument("--checkpoint", help="a llama2.c model file to write the text; default: the bundled Shakespeare model")
+    sv.add_argument("--tokenizer", help="its llama2.c tokenizer file")
+    sv.add_argument("--no-warm", action="store_true", help="skip pre-computing the LPU ids' pacing for short requests")
+    sv.set_defaults(func=serve_cmd)
     return p
 
 
