@@ -511,6 +511,7 @@ def race_times(df: pd.DataFrame, ax=None, title: str = ""):
         ax.scatter(g.token, g.t_client_s, color=colour, s=10, label=f"{model}: measured at the client")
     ax.set(xlabel="token", ylabel="seconds after the request", title=title or "Token arrival: measured beside simulated")
     ax.legend(fontsize=7)
+    return ax
 
 
 def speculative_speedup(curve: pd.DataFrame, measured: tuple[float, float] | None = None, k: int = 4, ax=None):

@@ -108,6 +108,9 @@ def simulate_speculative(m: models.ModelConfig, system: str, draft, draft_tokens
     from .system import simulate
 
     d, k, a, (a_lo, a_hi) = check(m, draft, draft_tokens, acceptance)
+    if prompt_tokens + output_tokens > d.seq_len:
+        raise ValueError(f"draft {d.name}'s context of {d.seq_len} tokens is shorter than prompt_tokens + output_tokens = "
+                         f"{prompt_tokens + output_tokens}: pass shorter lengths or a draft with a longer context")
     base = simulate(m, system, chips, precision, users, prompt_tokens, output_tokens, params, ranges, serving, False, system_op_s)
     c = hardware.get(system)
     if isinstance(c, hardware.GPUSpec):

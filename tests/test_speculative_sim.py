@@ -97,6 +97,7 @@ def test_as_dict_and_hosted():
     (dict(draft=D, acceptance=(0.7, 0.4)), "acceptance"),
     (dict(draft=D), "acceptance"),
     (dict(acceptance=0.5), "draft="),
+    (dict(draft="stories15M", acceptance=0.5, prompt_tokens=1000, output_tokens=100), "context"),
 ])
 def test_errors(kw, match):
     with pytest.raises(ValueError, match=match):
