@@ -201,7 +201,8 @@ def default_lengths(m: models.ModelConfig, prompt_tokens: int | None, output_tok
 def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int | None = None, precision: str | None = None,
              users: int = 1, prompt_tokens: int | None = None, output_tokens: int | None = None, params: schedule.CostParams = NOMINAL,
              ranges: bool = True, serving: str | None = None, hosted: bool = False, system_op_s: float | None = None,
-             reference: bool = False) -> Result:
+             reference: bool = False, draft: str | models.ModelConfig | None = None, draft_tokens: int | None = None,
+             acceptance=None) -> Result:
     """Simulate ``model`` served on ``chips`` LPUs (or GPUs) to ``users`` concurrent users.
 
     LPU time = physics + the system term (see the module docstring): the
@@ -238,6 +239,9 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         Compute everything the slow, plain way (every chip's SRAM allocated, graphs rebuilt, the scheduler and chain
         depths op by op in Python): the reference the default fast path is tested equal to, field for field
         (tests/test_fast_path.py); ``benchmarks/simulate.py`` times both.
+    draft, draft_tokens, acceptance : model, int, float or (low, high)
+        Speculative decoding (`lpu.speculation`): ``draft`` proposes ``draft_tokens`` tokens a step (default 4),
+        each accepted with probability ``acceptance``; ``Result.speculation`` says what a step costs.
 
     Examples
     --------
@@ -260,6 +264,12 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         raise ValueError(f"prompt_tokens + output_tokens = {prompt_tokens + output_tokens} exceeds {m.name}'s context of {m.seq_len}; "
                          f"lengths that fit: e.g. prompt_tokens={fit}, output_tokens={m.seq_len - fit} (or leave them None)")
     prompt_tokens, output_tokens, note = default_lengths(m, prompt_tokens, output_tokens)
+    if draft is not None or draft_tokens is not None or acceptance is not None:
+        from .speculation import simulate_speculative
+
+        r = simulate_speculative(m, system, draft, 4 if draft_tokens is None else draft_tokens, acceptance, chips, precision, users,
+                                 prompt_tokens, output_tokens, params, ranges, serving, system_op_s)
+        return r.hosted() if hosted else r
     notes = (note,) if note else ()
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
