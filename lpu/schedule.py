@@ -313,18 +313,8 @@ def _list_schedule(occ, stage, streamed, dep_ptr, dep_idx, stages, lat, prefetch
 
 
 def schedule_reference(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: CostParams = CostParams()) -> Timeline:
-    """`schedule` op by op in Python: the reference the compiled scheduler is tested equal to (tests/test_fast_path.py).
-
-    Place every op of ``g`` on one chip's units, as early as dependencies and units allow.
-
-    List scheduling in the graph's (topological) order. An op starts when its
-    inputs are ready (the producing op's end) and each unit it needs is free;
-    it holds each unit for its cycles there, and its result is ready
-    ``op_latency_cycles`` after the longest of them. A streamed op (matmul,
-    attention) may start streaming its weights or KV up to
-    ``prefetch_matmuls`` streamed ops before its inputs exist; its compute
-    waits for them.
-    """
+    """`schedule` op by op in Python (the same algorithm, described there): the reference the compiled scheduler is
+    tested equal to, cycle for cycle (tests/test_fast_path.py)."""
     c = hardware.get(chip)
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")
