@@ -1,27 +1,41 @@
-"""How close the CPU kernels get to this machine's memory bandwidth (a script, not a test).
+"""How close the CPU kernels get to this machine's memory bandwidth, and to llama2.c (a script, not a test).
 
-    .venv/bin/python benchmarks/kernels.py [--sizes 4096 8192] [--dtypes fp32 fp16 int8] [--repeats 9]
+    .venv/bin/python benchmarks/kernels.py [--sizes 4096 8192] [--dtypes fp32 fp16 int8] [--repeats 9] [--llama2c DIR]
 
 Decoding one token reads every weight once, so a matvec is bounded by how fast
 the machine reads memory. This measures, in one run: the memcpy bandwidth
-(``np.copyto`` of a 1 GiB buffer, counting the bytes read), a read-only
-bandwidth (a parallel numba sum over the same buffer), and matvec GB/s (weight
-bytes / time) for each weight dtype and size, with its ratio to both. Each
-figure is the median of ``--repeats`` runs after a warm-up; every matvec run
-reads a different copy of the matrix, from a pool larger than the last-level
-cache, so the weights come from DRAM as they do in a real decode loop.
+(``np.copyto``, counting the bytes read), a read-only bandwidth (a parallel
+numba sum reading two streams per thread, as the matvec does), and matvec GB/s
+(weight bytes / time) for each weight dtype and size, with its ratio to both.
+Each figure is the median of ``--repeats`` runs after a warm-up; the buffers and
+the pool of matrices each matvec run takes the next one from are 4 times this
+machine's last-level cache (at least 1 GiB), so the bytes come from DRAM as they
+do in a real decode loop, and no matvec row can report more than the read bound.
 
 End to end: tokens/s of `lpu.runtime.Engine` generating greedily from
 stories260K (from ../shared/models, skipped when absent), from a random-weight
 checkpoint with stories15M's shapes, and from the bundled model; each with the
 bytes one token reads, its ratio to the read-bound rate (read-only bandwidth /
-bytes per token) and the share of time spent outside the numba kernels.
+bytes per token) and the share of time spent outside the compiled forward pass;
+and speculative decoding of the bundled model with its bundled draft.
+
+``--llama2c DIR`` (a checkout of karpathy/llama2.c; its code is not copied into
+this project): builds DIR's run.c and runq.c in a temporary directory with its
+Makefile's ``runomp`` target and compares, in the same run, greedy decoding on the
+same files (1 and 2 threads, best of ``--repeats``), a ~200-token prefill, and int8
+against runq.c; with the ratio lpu / llama2.c of wall tok/s and of CPU time per decoded token (what a
+busy machine does not disturb as much), and whether the greedy text is identical.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import platform
+import resource
+import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -76,19 +90,41 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
 
 
 @numba.njit(parallel=True, fastmath={"reassoc"}, cache=True)
-def _sum(a):  # a (n,) float32: read-only streaming, vectorised, split over threads
-    s = np.float32(0.0)
-    for i in prange(a.shape[0]):
-        s += a[i]
-    return s
+def _sum(a, n_chunks):  # a (n,) float32: read-only streaming, vectorised, each thread's chunk read as two streams at once
+    half = a.shape[0] // (2 * n_chunks)
+    total = np.float32(0.0)
+    for c in prange(n_chunks):
+        s0 = s1 = np.float32(0.0)
+        lo = 2 * c * half
+        for i in range(half):
+            s0 += a[lo + i]
+            s1 += a[lo + half + i]
+        total += s0 + s1
+    return total
 
 
-def memory_rows(nbytes: int = GiB, repeats: int = 5) -> tuple[Row, Row]:
-    """memcpy (bytes read by np.copyto) and read-only (parallel sum) bandwidth of an ``nbytes`` buffer."""
+def llc_bytes() -> int:
+    """This machine's largest cache (the last level), from sysfs; 64 MiB where it cannot be read."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = f.read_text().strip()
+        sizes.append(int(text[:-1]) << {"K": 10, "M": 20, "G": 30}[text[-1]] if text[-1] in "KMG" else int(text))
+    return max(sizes, default=64 << 20)
+
+
+def buffer_bytes() -> int:
+    """Bytes of the bandwidth buffers and matvec pools: 4 x the last-level cache, at least 1 GiB."""
+    return max(GiB, 4 * llc_bytes())
+
+
+def memory_rows(nbytes: int | None = None, repeats: int = 5) -> tuple[Row, Row]:
+    """memcpy (bytes read by np.copyto) and read-only (parallel two-stream sum) bandwidth of an ``nbytes`` buffer."""
+    nbytes = nbytes or buffer_bytes()
     src = np.ones(nbytes // 4, np.float32)
     dst = np.empty_like(src)
-    copy = Row(f"memcpy {nbytes / GiB:.0f} GiB (np.copyto, bytes read)", median_seconds(lambda: np.copyto(dst, src), repeats), nbytes)
-    read = Row(f"read-only sum {nbytes / GiB:.0f} GiB (numba, {numba.get_num_threads()} threads)", median_seconds(lambda: _sum(src), repeats), nbytes)
+    n = numba.get_num_threads()
+    copy = Row(f"memcpy {nbytes / GiB:.1f} GiB (np.copyto, bytes read)", median_seconds(lambda: np.copyto(dst, src), repeats), nbytes)
+    read = Row(f"read-only sum {nbytes / GiB:.1f} GiB (numba, {n} threads)", median_seconds(lambda: _sum(src, 4 * n), repeats), nbytes)
     return copy, read
 
 
@@ -137,7 +173,8 @@ def format_table(rows: list[Row], copy: Row, read: Row) -> str:
     for r in rows:
         t = f"{r.seconds * 1e3:.2f} ms" if r.seconds >= 1e-3 else f"{r.seconds * 1e6:.0f} us"
         tok = f"{r.tokens_per_s:7.1f}" if r.tokens_per_s else f"{'':7s}"
-        lines.append(f"{r.name:44s} {t:>10s} {r.gbps:7.1f} {r.gbps / copy.gbps:8.2f} {r.gbps / read.gbps:6.2f} {tok}  {r.note}")
+        cached = "; ABOVE the read bound: from cache" if r.name.startswith(("matvec", "matmul")) and r.gbps > 1.05 * read.gbps else ""
+        lines.append(f"{r.name:44s} {t:>10s} {r.gbps:7.1f} {r.gbps / copy.gbps:8.2f} {r.gbps / read.gbps:6.2f} {tok}  {r.note}{cached}")
     return "\n".join(lines)
 
 
@@ -147,49 +184,37 @@ SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
 
 def _kernel_share(engine, tokens: int) -> float:
-    """Share of decode time spent inside the numba kernels (timer overhead counts as outside)."""
+    """Share of a greedy generation's time spent inside the compiled forward pass (timer overhead counts as outside)."""
     spent = [0.0]
+    forward = kernels._forward
 
-    def timed(fn):
-        def wrapper(*a):
-            t = time.perf_counter()
-            fn(*a)
-            spent[0] += time.perf_counter() - t
-        return wrapper
+    def timed(*a):
+        t = time.perf_counter()
+        forward(*a)
+        spent[0] += time.perf_counter() - t
 
-    names = ["_rmsnorm", "_rope", "_attention", "_swiglu"]
-    saved = {n: getattr(kernels, n) for n in names}
-    linears = [lin for layer in engine.layers for lin in layer.values()] + [engine.classifier]
-    saved_lin = [lin.kernel for lin in linears]
+    kernels._forward = timed
     try:
-        for n in names:
-            setattr(kernels, n, timed(saved[n]))
-        for lin in linears:
-            lin.kernel = timed(lin.kernel)
         t0 = time.perf_counter()
-        for pos in range(tokens):
-            engine.forward(pos % 7 + 3, pos)
+        for _ in engine.generate("Once upon a time", tokens):
+            pass
         total = time.perf_counter() - t0
     finally:
-        for n in names:
-            setattr(kernels, n, saved[n])
-        for lin, k in zip(linears, saved_lin):
-            lin.kernel = k
+        kernels._forward = forward
     return spent[0] / total
 
 
 def generation_row(name: str, engine, tokens: int, read: Row) -> Row:
-    """Decode tokens/s of ``engine`` (greedy, after a warm-up), bytes read per token, and the share outside kernels."""
+    """Decode tokens/s of ``engine`` (greedy, after a warm-up), bytes read per token, and the share outside the forward pass."""
     list(engine.generate("Once upon a time", 8))  # compile / warm up
-    t0 = time.perf_counter()
-    n = sum(1 for _ in engine.generate("Once upon a time", tokens))
-    seconds = (time.perf_counter() - t0) / max(n, 1)
+    evs = list(engine.generate("Once upon a time", tokens))
+    seconds = (evs[-1].t_wall_s - evs[0].t_wall_s) / max(len(evs) - 1, 1)  # decode steps only (the prompt is prefilled)
     c = engine.config
     nbytes = engine.weight_bytes + 2 * c.n_layers * c.kv_dim * 4 * (tokens // 2)  # weights + the KV cache read at the mean position
-    share = _kernel_share(engine, min(tokens, c.seq_len))
+    share = _kernel_share(engine, min(tokens, c.seq_len - 8))
     bound = read.gbps * 1e9 / nbytes
     return Row(f"generate {name}", seconds, nbytes, tokens_per_s=1 / seconds,
-               note=f"{nbytes / 1e6:.1f} MB/token; {1 / seconds / bound:.2f} of the read-bound {bound:,.0f} tok/s; {1 - share:.0%} outside kernels")
+               note=f"{nbytes / 1e6:.1f} MB/token; {1 / seconds / bound:.2f} of the read-bound {bound:,.0f} tok/s; {1 - share:.0%} outside the forward pass")
 
 
 def random_checkpoint(config, path: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -210,7 +235,7 @@ def random_checkpoint(config, path: Path, seed: int = 0) -> tuple[Path, Path]:
 
 @register_rows
 def end_to_end_rows(args) -> list[Row]:
-    read = memory_rows(GiB // 4, 3)[1]
+    read = memory_rows(None, 3)[1]
     rows = []
     if (SHARED_MODELS / "stories260K.bin").exists():
         eng = Engine.from_llama2c(SHARED_MODELS / "stories260K.bin", SHARED_MODELS / "tok512.bin")
@@ -220,8 +245,126 @@ def end_to_end_rows(args) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         model, tok = random_checkpoint(models.get("stories15M"), Path(tmp))
         rows.append(generation_row("stories15M shapes, random fp32", Engine.from_llama2c(model, tok), min(args.tokens, 255), read))
-    rows.append(generation_row("bundled tiny_shakespeare fp32", Engine.default(), min(args.tokens, 255), read))
+    rows.append(generation_row("bundled tiny_shakespeare fp32", Engine.default(), min(args.tokens, 200), read))
     return rows
+
+
+SPECULATIVE_PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be")
+
+
+def speculative_table(repeats: int, tokens: int = 200) -> None:
+    """Prints the wall time of greedy generation by the bundled model with and without its bundled draft (k tokens per step)."""
+    target, draft = Engine.default(), Engine.default("draft")
+
+    def run(**kw):
+        ids, seconds = [], 0.0
+        for p in SPECULATIVE_PROMPTS:
+            t = time.perf_counter()
+            ids.append([e.token_id for e in target.generate(p, tokens, **kw)])
+            seconds += time.perf_counter() - t
+        return ids, seconds
+
+    run(), run(draft=draft, draft_tokens=2)  # compile / warm up
+    best_plain = min(run()[1] for _ in range(repeats))
+    plain_ids = run()[0]
+    t = time.perf_counter()
+    n_draft = sum(1 for p in SPECULATIVE_PROMPTS for _ in draft.generate(p, tokens))
+    draft_rate = n_draft / (time.perf_counter() - t)
+    print(f"speculative decoding, bundled model + bundled draft, greedy, {len(SPECULATIVE_PROMPTS)} prompts x {tokens} tokens "
+          f"(best of {repeats}); plain: {len(SPECULATIVE_PROMPTS) * tokens / best_plain:,.0f} tok/s; the draft alone: {draft_rate:,.0f} tok/s")
+    print(f"{'k':>3s} {'acceptance':>11s} {'tokens/step':>12s} {'wall speed-up':>14s}  same tokens", flush=True)
+    for k in (1, 2, 3, 4, 6):
+        ids, seconds = None, []
+        for _ in range(repeats):
+            ids, sec = run(draft=draft, draft_tokens=k)
+            seconds.append(sec)
+        a = lpu_acceptance(target, draft, k, tokens)
+        print(f"{k:3d} {a:11.3f} {(1 - a ** (k + 1)) / (1 - a):12.2f} {best_plain / min(seconds):14.2f}  {ids == plain_ids}", flush=True)
+
+
+def lpu_acceptance(target, draft, k, tokens):
+    from lpu.runtime import acceptance_rate
+
+    return acceptance_rate(target, draft, k, SPECULATIVE_PROMPTS, tokens)
+
+
+# ---- llama2.c's run.c and runq.c, built from a checkout, on the same files ---------------------------------
+
+
+def build_llama2c(src: Path, work: Path) -> tuple[Path, Path]:
+    """run and runq built in ``work`` from ``src``'s run.c, runq.c and Makefile (its ``runomp`` target)."""
+    for name in ("run.c", "runq.c", "Makefile"):
+        if not (src / name).exists():
+            raise SystemExit(f"--llama2c {src}: no {name} there (a checkout of github.com/karpathy/llama2.c is expected)")
+        shutil.copy(src / name, work / name)
+    subprocess.run(["make", "-s", "runomp"], cwd=work, check=True)
+    return work / "run", work / "runq"
+
+
+def _llama2c(binary: Path, model: Path, tok: Path, prompt: str, steps: int, threads: int) -> tuple[float, str, float]:
+    """(achieved tok/s as llama2.c prints it, stdout, CPU seconds) of a greedy run of ``steps`` positions."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([str(binary), str(model), "-z", str(tok), "-t", "0", "-n", str(steps), "-i", prompt],
+                         env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return float(out.stderr.split("achieved tok/s:")[1].split()[0]), out.stdout, cpu
+
+
+def _printable(text: str) -> str:
+    """Text as run.c's safe_printf prints it: single-byte pieces that are neither printable nor space are dropped."""
+    return "".join(ch for ch in text if ch.isprintable() or ch.isspace()).strip()
+
+
+def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> None:
+    """Prints lpu / run.c (and runq.c) in the same run: decode tok/s (best of ``repeats``, 1 and 2 threads), prefill, int8."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        run, runq = build_llama2c(src, tmp)
+        model15, tok15 = random_checkpoint(models.get("stories15M"), tmp)
+        ck = checkpoint.read_llama2c(model15)
+        v0 = checkpoint.write_llama2c(tmp / "15M-v0.bin", ck.config, ck.weights, version=0)  # run.c reads version 0
+        v2 = checkpoint.write_llama2c(tmp / "15M-v2.bin", ck.config, ck.weights, version=2, group_size=32)  # runq.c reads version 2
+        b = Engine.default().checkpoint
+        b0 = checkpoint.write_llama2c(tmp / "bundled-v0.bin", b.config, b.weights, version=0)
+        cases = [("stories15M shapes, random fp32", run, v0, tok15, " ".join(f"t{i}" for i in range(3)))]
+        if (SHARED_MODELS / "stories260K.bin").exists():
+            cases.append(("stories260K fp32", run, SHARED_MODELS / "stories260K.bin", SHARED_MODELS / "tok512.bin", "Once upon a time"))
+        cases += [("bundled tiny_shakespeare fp32", run, b0, models_dir() / "tok512_shakespeare.bin", "ROMEO:"),
+                  ("stories15M shapes, random int8 (runq.c)", runq, v2, tok15, " ".join(f"t{i}" for i in range(3)))]
+        print(f"{'decode (greedy), best of %d' % repeats:44s} {'threads':>7s} {'lpu tok/s':>10s} {'llama2.c':>9s} {'ratio':>6s} "
+              f"{'CPU ratio':>9s}  same text", flush=True)
+        for name, binary, model, tok, prompt in cases:
+            for threads in (1, 2):
+                eng = Engine.from_llama2c(model, tok, threads=threads)
+                n_prompt = len(eng.tokenizer.encode(prompt))
+                list(eng.generate(prompt, 8))  # compile / warm up
+                ours, theirs, same, our_cpu, their_cpu = 0.0, 0.0, True, math.inf, math.inf
+                for _ in range(repeats):  # interleaved, best of each: the least disturbed run of a shared machine
+                    t = time.process_time()
+                    evs = list(eng.generate(prompt, tokens))
+                    our_cpu = min(our_cpu, (time.process_time() - t) / len(evs))
+                    ours = max(ours, (len(evs) - 1) / (evs[-1].t_wall_s - evs[0].t_wall_s))
+                    rate, text, cpu = _llama2c(binary, model, tok, prompt, n_prompt - 1 + tokens, threads)
+                    start_cpu = _llama2c(binary, model, tok, prompt, n_prompt, threads)[2]  # loading and the prompt: not decoding
+                    theirs, their_cpu = max(theirs, rate), min(their_cpu, max(cpu - start_cpu, 1e-9) / (tokens - 1))
+                    same &= _printable(text) == _printable(prompt + "".join(e.text for e in evs))
+                print(f"{name:44s} {threads:7d} {ours:10,.0f} {theirs:9,.0f} {ours / theirs:6.2f} {their_cpu / our_cpu:9.2f}  {same}", flush=True)
+        # prefill: a ~200-token prompt, 1 thread; run.c feeds it one position at a time (classifier included)
+        eng = Engine.from_llama2c(v0, tok15, threads=1)
+        prompt = " ".join(f"t{i}" for i in range(100, 140))  # 5 tokens a word: the placeholder pieces are bytes
+        n_prompt = len(eng.tokenizer.encode(prompt))
+        next(eng.generate(prompt, 1))
+        ours = min(next(eng.generate(prompt, 1)).t_wall_s for _ in range(repeats))  # prefill + the first token's sampling
+        theirs = min(n_prompt / _llama2c(run, v0, tok15, prompt, n_prompt, 1)[0] for _ in range(repeats))  # llama2.c's rate over the prompt
+        print(f"{'prefill of %d tokens, 15M shapes, fp32' % n_prompt:44s} {1:7d} {n_prompt / ours:10,.0f} {n_prompt / theirs:9,.0f} "
+              f"{theirs / ours:6.2f}  (prompt tokens/s)", flush=True)
+
+
+def models_dir() -> Path:
+    from lpu.runtime import DATA_MODELS
+
+    return DATA_MODELS
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -230,22 +373,36 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "fp16", "int8"], choices=["fp32", "fp16", "int8"])
     parser.add_argument("--batch", type=int, default=5, help="also time matmul with this batch at the first size (0: skip)")
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--pool-mib", type=int, default=1024, help="weights cycled through per matvec size (>> last-level cache)")
+    parser.add_argument("--pool-mib", type=int, default=None, help="weights cycled through per matvec size (default: 4 x the last-level cache, >= 1 GiB)")
     parser.add_argument("--tokens", type=int, default=256, help="tokens generated per end-to-end row")
+    parser.add_argument("--llama2c", type=Path, default=None, help="a llama2.c checkout: compare with its run.c / runq.c, built here")
+    parser.add_argument("--no-matvec", action="store_true", help="skip the matvec rows")
+    parser.add_argument("--only-llama2c", action="store_true", help="with --llama2c: only the comparison with llama2.c")
     args = parser.parse_args(argv)
 
     print(f"{cpu_name()}, numba {numba.__version__} with {numba.get_num_threads()} threads "
-          f"({numba.threading_layer() if _sum(np.ones(1, np.float32)) else ''} layer), numpy {np.__version__}")
-    copy, read = memory_rows()
+          f"({numba.threading_layer() if _sum(np.ones(8, np.float32), 1) else ''} layer), numpy {np.__version__}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    if args.llama2c and args.only_llama2c:
+        llama2c_table(args.llama2c, max(1, args.repeats // 3), args.tokens)
+        return []
+    pool = (args.pool_mib << 20) if args.pool_mib else buffer_bytes()
+    print(f"last-level cache {llc_bytes() / 2**20:.0f} MiB; buffers and matvec pools of {pool / GiB:.1f} GiB")
+    copy, read = memory_rows(pool)
     rows = [copy, read]
-    for n in args.sizes:
+    for n in args.sizes if not args.no_matvec else []:
         for dtype in args.dtypes:
-            rows.append(matvec_row(dtype, n, args.repeats, args.pool_mib << 20))
-    for dtype in args.dtypes if args.batch else []:
-        rows.append(matvec_row(dtype, args.sizes[0], args.repeats, args.pool_mib << 20, batch=args.batch))
+            rows.append(matvec_row(dtype, n, args.repeats, pool))
+    for dtype in args.dtypes if args.batch and not args.no_matvec else []:
+        rows.append(matvec_row(dtype, args.sizes[0], args.repeats, pool, batch=args.batch))
     for hook in _ROW_HOOKS:
         rows.extend(hook(args))
     print(format_table(rows, copy, read))
+    print()
+    speculative_table(max(1, args.repeats // 3))
+    if args.llama2c:
+        print()
+        llama2c_table(args.llama2c, max(1, args.repeats // 3), args.tokens)
     return rows
 
 

@@ -9,7 +9,7 @@ fp16/fp8 x 5 prompt lengths). ``--configs N`` runs a seeded random N of them
 through ``lpu.sweep`` in a local process pool and prints
 configurations per second, per system family and overall, with the time
 10,000 would take at that rate. ``--reference K`` times K of those, one after the
-other in this process, through `lpu.simulate` (the per-chip, full-timeline
+other in this process, through ``lpu.simulate(..., reference=True)`` (the per-chip, full-timeline
 reference path), so the pool's speed-up is measured in the same run.
 """
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     for kwargs in lpu.sweep.configurations(ref):  # the arguments lpu.sweep passes (NaN as None, models read)
         t = time.perf_counter()
         try:
-            lpu.simulate(**{k: v for k, v in kwargs.items() if v is not None})
+            lpu.simulate(**{k: v for k, v in kwargs.items() if v is not None}, reference=True)
         except ValueError:
             pass  # does not fit / cannot be cut: still the time it takes to say so
         ref_s.append(time.perf_counter() - t)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         part, r = df[df.family == fam], ref[ref.family == fam]
         per_ref = r.seconds.mean() if len(r) else float("nan")
         rows.append([fam, f"{len(part):,}", f"{part.error.notna().sum():,}", f"{len(r)}", f"{per_ref * 1e3:,.1f}", f"{1 / per_ref:,.1f}"])
-    print(f"\nthe reference path (lpu.simulate: per-chip plans, full timelines), {len(ref)} of the configurations one by one in this process:")
+    print(f"\nthe reference path (simulate(reference=True)), {len(ref)} of the configurations one by one in this process:")
     print(pd.DataFrame(rows, columns=["family", "configs swept", "did not run", "timed one by one", "ms per config", "configs/s"]).to_string(index=False))
     print(f"the same {len(ref)} through lpu.sweep on {args.workers} process(es): {ref_pool_s:,.1f} s against {ref.seconds.sum():,.1f} s one by one "
           f"(pool speed-up {ref.seconds.sum() / ref_pool_s:.2f}x)")

@@ -18,7 +18,7 @@ from . import hardware, models, sram  # noqa: E402
 __version__ = "0.1.0"
 __all__ = ["Engine", "simulate", "sweep", "fitted", "hardware", "models", "sram", "__version__"]
 _LAZY = ("result", "graph", "schedule", "shard", "sharded", "system", "checkpoint", "kernels", "quant", "runtime", "metrics", "plots", "widgets",
-         "published", "voice", "speech", "sweep")  # lpu.sweep(grid) calls lpu.sweep.sweep
+         "published", "voice", "speech", "sweep", "speculative", "serve")  # lpu.sweep(grid) calls lpu.sweep.sweep
 
 
 FITTED_MODULES = ("system", "gpu", "result")  # each exposes FITTED: a tuple of lpu.result.Fitted, its family's fitted parameters

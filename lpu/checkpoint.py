@@ -31,6 +31,7 @@ BOS_ID, EOS_ID = 1, 2  # run.c hard-codes these
 _LIMITS = {"dim": 1 << 20, "hidden_dim": 1 << 22, "n_layers": 4096, "n_heads": 1 << 16, "n_kv_heads": 1 << 16,
            "vocab_size": 1 << 24, "seq_len": 1 << 24}  # anything larger is garbage, not a model
 _PARAMS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")  # header order
+MATRICES = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")  # the matrices of each layer
 _QUANTIZED = ("token_embedding_table", "wq", "wk", "wv", "wo", "w1", "w2", "w3", "wcls")  # v2 order
 
 
@@ -171,9 +172,29 @@ def read_llama2c(path: str | os.PathLike, name: str | None = None) -> Checkpoint
         elif not key.startswith("freq_cis"):
             weights[key] = np.ndarray(shape, "<f4", mm, offset)
         offset += _nbytes(shape, key, version, group_size)
+    _check_finite(where, weights)
     if version == 2:
         weights["token_embedding_table"] = weights["q_tokens"].dequantize()  # runq.c dequantizes it too
     return Checkpoint(config, weights, version, path, group_size)
+
+
+def _check_finite(where: str, weights: dict) -> None:
+    """Raise `CheckpointError` naming the first tensor that holds a NaN or an infinity (a diverged or corrupt export).
+
+    One NaN weight turns every logit NaN within a layer: the model would run and print ``<unk><unk>...`` with no other
+    sign, so it is refused at load. min and max propagate NaN and reach +-inf without a temporary array: two reads of the
+    memory map, ~5 ms for stories15M's 61 MB (in the page cache).
+    """
+    for name, w in weights.items():
+        a = w.scales if isinstance(w, QuantizedTensor) else w  # int8 values are finite; a scale is not, or a row is NaN
+        if np.isfinite(a.min()) and np.isfinite(a.max()):
+            continue
+        bad = ~np.isfinite(a)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "scales of the int8 " if isinstance(w, QuantizedTensor) else ""
+        layer = f" (layer {first[0]})" if a.ndim == 3 or name in ("rms_att_weight", "rms_ffn_weight") else ""
+        raise CheckpointError(f"{where}: weight {name!r} holds {int(bad.sum()):,} non-finite {what}value(s), the first "
+                              f"{float(a[first])} at index {first}{layer}: the checkpoint is corrupt or was exported from a diverged run")
 
 
 def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -252,6 +273,59 @@ def write_llama2c(path: str | os.PathLike, config: ModelConfig, weights: dict, v
     return path
 
 
+_STATE_DICT_NAMES = {"rms_att_weight": "attention_norm", "wq": "attention.wq", "wk": "attention.wk", "wv": "attention.wv",
+                     "wo": "attention.wo", "rms_ffn_weight": "ffn_norm", "w1": "feed_forward.w1", "w2": "feed_forward.w2",
+                     "w3": "feed_forward.w3"}  # llama2.c's model.py (and Meta's Llama) per-layer names, without ".weight"
+
+
+def from_state_dict(state_dict: dict, n_heads: int, seq_len: int, n_kv_heads: int | None = None, name: str = "model") -> tuple[ModelConfig, dict]:
+    """The `ModelConfig` and weights of a PyTorch Llama state dict named as llama2.c's ``model.py`` names it, for `write_llama2c`.
+
+    For a checkpoint you have (llama2.c's ``train.py`` saves ``torch.load("out/ckpt.pt")["model"]``, its
+    ``model_args`` give n_heads, n_kv_heads and max_seq_len); shapes give the other sizes. Keys may carry
+    torch.compile's ``_orig_mod.`` prefix; values are tensors (any float dtype) or arrays. Hugging Face's
+    ``q_proj``/``k_proj`` layout (rotary dimensions permuted) is a different format and is refused.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the missing key, or sizes that do not fit ``n_heads``.
+    """
+    def arr(v) -> np.ndarray:
+        v = v.detach().float().cpu().numpy() if hasattr(v, "detach") else v  # torch tensors, without importing torch
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    sd = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    for key in ("tok_embeddings.weight", "norm.weight"):
+        if key not in sd:
+            hint = " (a Hugging Face one? llama2.c's export.py --hf writes it as a .bin that read_llama2c reads)" if any("q_proj" in k for k in sd) else ""
+            raise CheckpointError(f"state dict has no {key!r}: not a llama2.c / Meta Llama state dict{hint}")
+    n_layers = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("layers.")), default=-1)
+    if n_layers == 0:
+        raise CheckpointError("state dict has no 'layers.0.*' weights")
+    weights = {"token_embedding_table": arr(sd["tok_embeddings.weight"]), "rms_final_weight": arr(sd["norm.weight"])}
+    for ours, theirs in _STATE_DICT_NAMES.items():
+        keys = [f"layers.{i}.{theirs}.weight" for i in range(n_layers)]
+        if missing := [k for k in keys if k not in sd]:
+            raise CheckpointError(f"state dict has no {missing[0]!r}")
+        weights[ours] = np.stack([arr(sd[k]) for k in keys])
+    vocab, dim = weights["token_embedding_table"].shape
+    out = sd.get("output.weight")
+    tied = out is None or out is sd["tok_embeddings.weight"] or np.array_equal(arr(out), weights["token_embedding_table"])
+    if not tied:
+        weights["wcls"] = arr(out)
+    kv_heads = n_kv_heads or n_heads
+    if weights["wk"].shape[1] * n_heads != dim * kv_heads:
+        raise CheckpointError(f"state dict: wk has {weights['wk'].shape[1]} rows, dim {dim} with n_heads {n_heads} and n_kv_heads {kv_heads} "
+                              f"needs {dim * kv_heads // n_heads}: check n_heads / n_kv_heads")
+    try:
+        config = ModelConfig(name, dim, n_layers, n_heads, kv_heads, weights["w1"].shape[1], vocab, seq_len, tied_embeddings=tied,
+                             source=f"PyTorch state dict ({n_layers} layers), converted by lpu.checkpoint.from_state_dict")
+    except ValueError as e:
+        raise CheckpointError(f"state dict: {e}") from None
+    return config, weights
+
+
 _BYTE_TOKEN = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")  # run.c: sscanf(piece, "<0x%02hhX>", &byte_val) == 1
 
 
@@ -275,6 +349,8 @@ class Tokenizer:
         self.scores = np.asarray(scores, dtype=np.float32)
         if len(self.scores) != len(self.pieces):
             raise CheckpointError(f"{len(self.pieces)} pieces but {len(self.scores)} scores")
+        if len(self.pieces) <= EOS_ID:
+            raise CheckpointError(f"{path or 'tokenizer'}: {len(self.pieces)} tokens; run.c's tokenizer needs at least 3 (0 <unk>, 1 BOS, 2 EOS)")
         self.max_token_length = max(map(len, self.pieces), default=0) if max_token_length is None else max_token_length
         self.path, self.vocab_size = path, len(self.pieces)
         self._c = [p.split(b"\0")[0] for p in self.pieces]  # run.c sees C strings
@@ -316,7 +392,10 @@ class Tokenizer:
             scores.append(score)
             off += 8 + n
         if vocab_size is not None and len(pieces) != vocab_size:
-            raise CheckpointError(f"{where}: tokenizer has {len(pieces)} tokens, model expects {vocab_size}")
+            raise CheckpointError(f"{where}: tokenizer has {len(pieces)} tokens, model expects {vocab_size} (a tokenizer from another model?)")
+        longest = max(map(len, pieces), default=0)
+        if max_len < longest:  # run.c sizes its merge buffer by it: a longer piece would overflow it
+            raise CheckpointError(f"{where}: corrupt tokenizer: header says max_token_length {max_len}, but a piece is {longest} bytes long")
         return cls(pieces, scores, max_len, path)
 
     def encode(self, text: str | bytes, bos: bool = True, eos: bool = False) -> list[int]:
@@ -337,7 +416,7 @@ class Tokenizer:
             if i + 1 < len(data) and data[i + 1] & 0xC0 == 0x80 and len(buf) < 4:
                 continue
             tid = self._id.get(buf)
-            tokens.extend([tid] if tid is not None else [b + 3 for b in buf])
+            tokens.extend([tid] if tid is not None else [self._byte_id(b, buf) for b in buf])
             buf = b""
         c, score = self._c, self._score
 
@@ -359,6 +438,16 @@ class Tokenizer:
                 if 0 <= i < len(pairs):
                     pairs[i] = pair(i)
         return tokens + [EOS_ID] if eos else tokens
+
+    def _byte_id(self, b: int, char: bytes) -> int:
+        """run.c's byte fallback: byte ``b`` is token ``b + 3``, which must be the piece ``<0xNN>`` (else the ids are another vocabulary's)."""
+        tid = b + 3
+        if tid >= self.vocab_size or self._c[tid] != b"<0x%02X>" % b:
+            got = f"{self._c[tid]!r}" if tid < self.vocab_size else f"nothing (vocab_size {self.vocab_size})"
+            text = char.decode("utf-8", "backslashreplace")
+            raise CheckpointError(f"tokenizer{' ' + str(self.path) if self.path else ''} cannot encode {text!r}: run.c's byte fallback needs "
+                                  f"the piece <0x{b:02X}> at id {tid}, found {got} (llama2.c tokenizers hold the 256 byte pieces at ids 3-258)")
+        return tid
 
     def decode_bytes(self, prev_token: int, token: int) -> bytes:
         """The bytes run.c's ``decode(prev_token, token)`` returns (a raw byte token ``<0xNN>`` gives that byte)."""

@@ -7,7 +7,9 @@ Subcommands mirror the Python interface (``lpu --help`` lists them); each has
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
 
@@ -18,11 +20,45 @@ TOUR_MODELS = ["llama2-70b", "mixtral-8x7b", "llama2-7b"]  # simulated on Groq's
 MODEL_HELP = f"a preset ({', '.join(models.names())}) or a path to a Hugging Face config.json or the folder holding one"
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    """Plain text table, columns right-aligned except the first."""
+def integer(low: int, high: int | None = None):
+    """An argparse ``type``: an integer >= ``low`` (and <= ``high``); argparse's error names the flag ("argument --seed: ...")."""
+    span = f">= {low}" if high is None else f"in {low}..{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {value}")
+        return value
+
+    parse.__name__ = f"integer {span}"
+    return parse
+
+
+def number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type``: a finite number in the interval [low, high] (ends open as asked), named in the error."""
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (low < value if low_open else low <= value) and (value < high if high_open else value <= high)):
+            raise argparse.ArgumentTypeError(f"must be a number in {span}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number in {span}"
+    return parse
+
+
+def _table(rows: list[list[str]], header: list[str], left: tuple[int, ...] = (0,)) -> str:
+    """Plain text table, columns right-aligned except those in ``left`` (the first)."""
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()  # noqa: E731
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]])
 
 
@@ -93,16 +129,33 @@ def chips(args) -> int:
     return 0
 
 
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(getattr(v, "name", v))
+
+
+def spec_rows(spec) -> list[list[str]]:
+    """(field, value, low-high range or "", source) for every field of a hardware spec, as `lpu specs` prints them."""
+    rows = []
+    for f in dataclasses.fields(spec):
+        if f.name in ("name", "source", "sources", "ranges"):
+            continue
+        r = spec.range(f.name) if isinstance(getattr(spec, f.name), (int, float)) else None
+        span = f"{_value(r.low)}-{_value(r.high)}" if r is not None and r.low != r.high else ""
+        rows.append([f.name, _value(getattr(spec, f.name)), span, spec.source_of(f.name)])
+    return rows
+
+
 def specs(args) -> int:
     spec = hardware.get(args.name)
     if args.json:
-        import dataclasses
         print(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
-    elif isinstance(spec, hardware.ChipSpec):
-        print(_table([[q, v, s] for q, v, s in hardware.key_facts(spec)], ["quantity", "value", "source"]))
-    else:
-        import dataclasses
-        print(_table([[f.name, str(getattr(spec, f.name))] for f in dataclasses.fields(spec) if f.name not in ("sources", "ranges")], ["field", "value"]))
+        return 0
+    if isinstance(spec, hardware.ChipSpec):
+        print(_table([[q, v, s] for q, v, s in hardware.key_facts(spec)], ["quantity", "value", "source"], left=(0, 2)) + "\n")
+    print(f"{spec.name}: every field (range where sources disagree; source of each)")
+    print(_table(spec_rows(spec), ["field", "value", "range", "source"], left=(0, 3)))
     return 0
 
 
@@ -111,18 +164,26 @@ def generate(args) -> int:
 
     if bool(args.checkpoint) != bool(args.tokenizer):
         raise ValueError("give both --checkpoint and --tokenizer, or neither for the bundled model")
-    eng = Engine.from_llama2c(args.checkpoint, args.tokenizer, precision=args.precision) if args.checkpoint else Engine.default(precision=args.precision)
+    eng = (Engine.from_llama2c(args.checkpoint, args.tokenizer, precision=args.precision, threads=args.threads) if args.checkpoint
+           else Engine.default(precision=args.precision, threads=args.threads))
+    draft = Engine.default("draft", threads=args.threads) if args.draft else None
+    # generate() checks every argument at the call: a bad one is reported before the prompt is printed
+    stream = eng.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_p, args.seed, draft=draft, draft_tokens=args.draft_tokens)
     print(args.prompt, end="", flush=True)
     events = []
-    for ev in eng.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_p, args.seed):
+    for ev in stream:
         events.append(ev)
         print(ev.text, end="", flush=True)
     print()
     if events:
         wall = events[-1].t_wall_s
-        print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights) in {wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s; "
-              f"simulated on {eng.chips} {eng.chip.name}: first token at {events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us",
-              file=sys.stderr)
+        spec = ""
+        if draft is not None:
+            accepted, rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
+            spec = f"; {accepted} of {accepted + rejected} judged draft tokens accepted ({draft.config.name}, {args.draft_tokens} per step)"
+        print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights, {eng.threads} thread{'s' if eng.threads > 1 else ''}) in "
+              f"{wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s{spec}; simulated on {eng.chips} {eng.chip.name}: first token at "
+              f"{events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us", file=sys.stderr)
     return 0
 
 
@@ -229,18 +290,25 @@ def voice_cmd(args) -> int:
     return 0
 
 
+def serve_cmd(args) -> int:
+    from .serve import run  # FastAPI and uvicorn: the serve extra
+
+    return run(args.host, args.port, args.checkpoint, args.tokenizer, warm=not args.no_warm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lpu", description="Groq's LPU explained and quantified. With no subcommand: the tour.")
     p.add_argument("--version", action="version", version=f"lpu {__version__}")
-    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice}")
+    sub = p.add_subparsers(dest="command", title="subcommands", metavar="{tour,chips,specs,generate,simulate,sweep,bench,voice,serve}")
     sub.add_parser("tour", help="the headline table (default)").set_defaults(func=tour)
     c = sub.add_parser("chips", help="chips needed to hold a model in SRAM")
     c.add_argument("--model", help=f"{MODEL_HELP} (default: all presets)")
     c.add_argument("--precision", action="append", help=f"repeatable; one of: {', '.join(models.PRECISIONS)}")
     c.add_argument("--chip", default="lpu-v1")
-    c.add_argument("--context", type=int, default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
-    c.add_argument("--batch", type=int, default=1, help="users whose KV cache is held")
-    c.add_argument("--reserve", type=float, default=sram.RESERVE_FRACTION.nominal, help="fraction of each chip's SRAM reserved (default %(default)s)")
+    c.add_argument("--context", type=integer(0), default=None, help="context tokens per user (default: the model's seq_len, 4096 for the table)")
+    c.add_argument("--batch", type=integer(1), default=1, help="users whose KV cache is held")
+    c.add_argument("--reserve", type=number(0, 1, high_open=True), default=sram.RESERVE_FRACTION.nominal,
+                   help="fraction of each chip's SRAM reserved, in [0, 1) (default %(default)s)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=chips)
     s = sub.add_parser("specs", help="a hardware spec with sources")
@@ -251,20 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default="ROMEO:", help="text to continue (default %(default)r)")
     g.add_argument("--checkpoint", help="a llama2.c model file (versions 0, 1, 2); default: the bundled Shakespeare model")
     g.add_argument("--tokenizer", help="its llama2.c tokenizer file")
-    g.add_argument("--max-new-tokens", type=int, default=128)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-new-tokens", type=integer(0), default=128)
+    g.add_argument("--temperature", type=number(0), default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=number(0, 1, low_open=True), default=1.0, help="nucleus sampling, in (0, 1] (default 1: off)")
+    g.add_argument("--seed", type=integer(0), default=0, help="seeds the sampler (temperature > 0)")
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="weight storage (default: the checkpoint's)")
+    g.add_argument("--threads", type=integer(1), default=None,
+                   help="threads for the kernels (default: $LPU_THREADS, else 1: small models gain little from more, and lose much on busy cores)")
+    g.add_argument("--draft", action="store_true", help="speculative decoding with the bundled draft model (same tokenizer as the bundled model)")
+    g.add_argument("--draft-tokens", type=integer(1), default=4, help="tokens the draft proposes per step (default %(default)s)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")
     m.add_argument("--system", default="lpu-v1", help="lpu-v1, or a GPU: a100, h100, h200")
-    m.add_argument("--chips", type=int, default=None, help="default: the smallest count that fits")
+    m.add_argument("--chips", type=integer(1), default=None, help="default: the smallest count that fits")
     m.add_argument("--precision", default=None, help=f"default: the highest that fits; one of {', '.join(models.PRECISIONS)}")
-    m.add_argument("--users", type=int, default=1)
-    m.add_argument("--prompt-tokens", type=int, default=None, help="default 550 (scaled down where the model's context is shorter)")
-    m.add_argument("--output-tokens", type=int, default=None, help="default 150 (likewise)")
+    m.add_argument("--users", type=integer(1), default=1)
+    m.add_argument("--prompt-tokens", type=integer(1), default=None, help="default 550 (scaled down where the model's context is shorter)")
+    m.add_argument("--output-tokens", type=integer(1), default=None, help="default 150 (likewise)")
     m.add_argument("--serving", default=None, help="GPU systems: the serving profile (lpu.gpu)")
     m.add_argument("--hosted", action="store_true", help="add a hosted API's network and queueing to the first token (Result.hosted)")
     m.add_argument("--no-ranges", action="store_true", help="skip the ranges: hardware corners and the fitted terms' ranges (faster)")
@@ -275,19 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
                    '"chips": [400, 576], "users": [1, 8]}), or a list of objects, one configuration each; models as presets or config paths')
     w.add_argument("--out", required=True, help="results.csv or results.parquet")
     w.add_argument("--scheduler", help="a Dask scheduler's address (tcp://HOST:8786); default: a local process pool")
-    w.add_argument("--workers", type=int, default=None, help="local processes (default: the CPU count)")
-    w.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach the scheduler (default %(default)s)")
+    w.add_argument("--workers", type=integer(1), default=None, help="local processes (default: the CPU count)")
+    w.add_argument("--connect-timeout", type=number(0, low_open=True), default=10.0, help="seconds to reach the scheduler (default %(default)s)")
     w.set_defaults(func=sweep_cmd)
     b = sub.add_parser("bench", help="every published measurement against the simulators' prediction (lpu.validation)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=bench)
     v = sub.add_parser("voice", help="voice-to-voice delay of a voice agent per LLM profile (lpu.voice)")
     v.add_argument("--profile", action="append", help="repeatable; default: all of lpu.voice.KNOWN")
-    v.add_argument("--silence-ms", type=float, default=None, help="fix the VAD silence timer (default: over its 200-800 ms range)")
+    v.add_argument("--silence-ms", type=number(0), default=None, help="fix the VAD silence timer (default: over its 200-800 ms range)")
     v.add_argument("--search", action="store_true", help="a web search before the LLM (the seed's search-augmented answer)")
-    v.add_argument("--samples", type=int, default=10_000)
+    v.add_argument("--samples", type=integer(1), default=10_000)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=voice_cmd)
+    sv = sub.add_parser("serve", help="OpenAI-compatible endpoint with real tokens paced by simulated systems, and the race page (lpu.serve)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for a workshop room)")
+    sv.add_argument("--port", type=integer(1, 65535), default=8000)
+    sv.add_argument("--checkpoint", help="a llama2.c model file to write the text; default: the bundled Shakespeare model")
+    sv.add_argument("--tokenizer", help="its llama2.c tokenizer file")
+    sv.add_argument("--no-warm", action="store_true", help="skip pre-computing the LPU ids' pacing for short requests")
+    sv.set_defaults(func=serve_cmd)
     return p
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from . import hardware, sram
+from . import hardware, speculation, sram
 
 UNIT_COLOURS = {"MXM": "#d95f02", "SXM": "#7570b3", "MEM": "#1b9e77", "VXM": "#e7298a"}
 
@@ -500,3 +500,32 @@ def html_table(df: pd.DataFrame, caption: str = "", precision: int = 3):
                                         "vertical-align: top; padding: 2px 6px; font-size: 0.85em"},
         {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left"}])
     return styler.set_caption(caption) if caption else styler
+
+
+def race_times(df: pd.DataFrame, ax=None, title: str = ""):
+    """A race through ``lpu serve`` (`lpu.serve.race` rows): each token's arrival at the client (dots) on the time the
+    simulated system emits it (line, TTFT + i x ITL), one colour per model id (README, "Serve")."""
+    ax = _ax(ax, (7, 4))
+    for (model, g), colour in zip(df.groupby("model", sort=False), sns.color_palette("Dark2", df.model.nunique())):
+        ax.plot(g.token, g.t_sim_s, color=colour, lw=1.5, label=f"{model}: simulated")
+        ax.scatter(g.token, g.t_client_s, color=colour, s=10, label=f"{model}: measured at the client")
+    ax.set(xlabel="token", ylabel="seconds after the request", title=title or "Token arrival: measured beside simulated")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def speculative_speedup(curve: pd.DataFrame, measured: tuple[float, float] | None = None, k: int = 4, ax=None):
+    """Speed-up of speculative decoding against the acceptance, one line per system (rows of
+    `lpu.speculation.speedup_curve` at ``k``), the ideal k+1-fold bound and the measured acceptance band (notebook 03)."""
+    ax = _ax(ax, (7, 4))
+    sub = curve[curve.k == k]
+    for (system, users), g in sub.groupby(["system", "users"], sort=False):
+        ax.plot(g.acceptance, g.speedup, marker="o", ms=3, label=f"{system}, {users} user(s)")
+    a = np.linspace(0, 1, 101)
+    ax.plot(a, [speculation.tokens_per_step(x, k) for x in a], "k--", lw=1, label="tokens per step (free draft and verify)")
+    if measured is not None:
+        ax.axvspan(*measured, color="tab:green", alpha=0.15, label="acceptance measured on the bundled pair")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set(xlabel="per-token acceptance a", ylabel="speed-up over plain decoding", title=f"speculative decoding, k = {k}")
+    ax.legend(fontsize=8)
+    return ax

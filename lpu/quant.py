@@ -8,11 +8,13 @@ group. Introduced in ``notebooks/03_token_generation.ipynb``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 DEFAULT_GROUP_SIZE = 64  # llama2.c export.py's default for version 2
+PRECISIONS = ("fp32", "fp16", "int8")  # weight storage the CPU kernels run; activations are always fp32
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,20 @@ def quantize_int8(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE) -> Quanti
     safe = np.where(scales == 0, 1.0, scales)
     q = np.round(g / safe[..., None]).astype(np.int8)
     return QuantizedTensor(q.reshape(w.shape), scales, group_size)
+
+
+def to_precision(w: np.ndarray | QuantizedTensor, precision: str) -> np.ndarray | QuantizedTensor:
+    """Weights ``w`` (..., d_in) stored at ``precision``: C-contiguous fp32 or fp16 arrays of their own, or int8
+    groups (a `QuantizedTensor` stays as it is; an fp32 one gets llama2.c's groups of 64, or gcd(d_in, 64) where
+    d_in needs smaller ones)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} for the CPU kernels; known: {', '.join(PRECISIONS)}")
+    if isinstance(w, QuantizedTensor):
+        if precision == "int8":
+            return w
+        w = w.dequantize()
+    if precision == "int8":
+        return quantize_int8(w, math.gcd(w.shape[-1], DEFAULT_GROUP_SIZE))
+    dtype = np.float32 if precision == "fp32" else np.float16
+    a = np.ascontiguousarray(w, dtype=dtype)
+    return a if a.flags.writeable and not np.may_share_memory(a, w) else a.copy()  # never a view of a (read-only) memory map

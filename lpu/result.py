@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: importing shard/schedule here would load the LPU model for GPU results
-    from . import schedule, shard
+    from . import schedule, shard, speculation
 
 FAMILIES = ("LPU system", "GPU server", "hosted API")
 
@@ -78,6 +78,7 @@ class Result:
     precision_reason: str = ""  # why this precision ("requested", or what was tried and did not fit)
     notes: tuple[str, ...] = ()  # anything else chosen for the user (e.g. lengths scaled to a short context)
     hosted_s: float = 0.0  # added to the first token by `hosted` (a hosted API's network and queueing)
+    speculation: speculation.Speculation | None = None  # speculative decoding (lpu.speculation): draft, k, acceptance, costs
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -104,7 +105,10 @@ class Result:
 
     def breakdown(self) -> dict[str, float]:
         """Shares of a decode step (sum 1). LPU: the physics' critical path (``streaming``, ``mxm``, ``vxm``, ``sxm``,
-        ``c2c``, ``latency``) scaled to its part, and ``system``, the fitted system term; GPU: `lpu.gpu`'s terms."""
+        ``c2c``, ``latency``) scaled to its part, and ``system``, the fitted system term; GPU: `lpu.gpu`'s terms.
+        Speculative: ``draft`` and ``verify <part>`` (`lpu.speculation.Speculation.breakdown`)."""
+        if self.speculation is not None:
+            return self.speculation.breakdown()
         if self.decode is None:
             return dict(self.parts)
         physics = 1 - self.system_itl_s / self.itl_s
@@ -133,4 +137,5 @@ class Result:
                     users=self.users, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens, ttft_s=self.ttft_s,
                     itl_s=self.itl_s, output_tokens_per_s=self.output_tokens_per_s, system_tokens_per_s=self.system_tokens_per_s,
                     total_time_s=self.total_time_s, breakdown=self.breakdown(),
-                    ranges={k: list(v) for k, v in self.ranges.items()})
+                    ranges={k: list(v) for k, v in self.ranges.items()},
+                    speculation=None if self.speculation is None else dict(dataclasses.asdict(self.speculation), speedup=self.speculation.speedup))

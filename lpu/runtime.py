@@ -1,12 +1,18 @@
 """The runtime: real tokens from real weights, each stamped with the simulated LPU time.
 
-`Engine` executes the op list of `lpu.graph` (one decode step of one user)
-with the numba kernels of `lpu.kernels` on weights read by `lpu.checkpoint`,
-as llama2.c's run.c does: the prompt is fed token by token, then each step
+`Engine` executes the op list of `lpu.graph` with the numba kernels of
+`lpu.kernels` on weights read by `lpu.checkpoint`, as one compiled call per
+forward pass (`lpu.kernels._forward`): the prompt goes through in chunks
+(batched matmuls and causal attention, the classifier only at the last
+position: the ops of ``graph.prefill``), then each decode step (``graph.decode``)
 samples the next token. Every emitted `TokenEvent` carries ``t_sim_s``, the
 time at which an LPU system running this model would have emitted it (see
 `simulated_times`, from the static schedule of `lpu.schedule`). Introduced in
 ``notebooks/03_token_generation.ipynb``.
+
+Speculative decoding (``generate(..., draft=other_engine, draft_tokens=k)``)
+is `lpu.speculative`; `acceptance_rate` (re-exported here) measures how often
+the target accepts a draft token.
 
 With ``chips > 1`` the engine executes the sharded plan of
 `lpu.shard.functional_plan` through `lpu.sharded`: each simulated chip holds
@@ -19,21 +25,29 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
-from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded
-from .quant import QuantizedTensor, quantize_int8
+from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded, speculative
+from .checkpoint import MATRICES
+from .quant import PRECISIONS, to_precision
 
 DATA_MODELS = DATA_DIR / "models"
 DEFAULT_CHECKPOINT = DATA_MODELS / "tiny_shakespeare.bin"
 DEFAULT_TOKENIZER = DATA_MODELS / "tok512_shakespeare.bin"
-PRECISIONS = ("fp32", "fp16", "int8")  # weight storage the kernels run; activations are always fp32
-MATRICES = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
+BUNDLED = {"shakespeare": DEFAULT_CHECKPOINT, "draft": DATA_MODELS / "tiny_shakespeare_draft.bin"}  # Engine.default(name); one tokenizer
+# Threads for token generation when neither ``threads=`` nor LPU_THREADS says: 1. A second thread gains
+# little and, when the cores are busy, loses much (benchmarks/kernels.py, 2-core Xeon): idle (load ~2),
+# 2 threads gave 1.3x (bundled model) and 1.6x (stories15M shapes); shared with other jobs (load ~10),
+# 2 threads gave 128 tok/s against 874 with 1 (bundled) and 899 against 2,092 (stories260K); issue 15
+# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow.
+DEFAULT_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -45,28 +59,27 @@ class TokenEvent:
     position: int  # index of the token in the sequence (prompt included)
     t_sim_s: float  # simulated time since the request arrived
     t_wall_s: float  # CPU wall time since generate() was called
+    drafted: bool = False  # speculative decoding: proposed by the draft model and accepted by the target
+    rejected: bool = False  # speculative decoding: the target's own token in place of a draft token it rejected
 
 
-class _Linear:
-    """A weight matrix (d_out, d_in) in one storage precision, bound to its numba kernel (checked once, at load)."""
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
-    def __init__(self, w: np.ndarray | QuantizedTensor, precision: str):
-        if isinstance(w, QuantizedTensor):
-            w = w.dequantize() if precision != "int8" else w
-        if precision == "int8" and not isinstance(w, QuantizedTensor):
-            n_in = w.shape[-1]
-            w = quantize_int8(w, math.gcd(n_in, 64))  # llama2.c's group of 64, smaller where d_in needs it
-        elif precision in ("fp32", "fp16"):
-            w = np.ascontiguousarray(w, dtype=np.float32 if precision == "fp32" else np.float16)
-        self.w = w
-        self.shape = w.shape
-        self.nbytes = w.nbytes
-        kind, self.arrays, _ = kernels._weight_arrays("Engine", w)
-        self.kernel = kernels._MATVEC[kind]
 
-    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:  # x (d_in,) -> out (d_out,)
-        self.kernel(*self.arrays, x, out)
-        return out
+def resolve_threads(threads: int | None = None) -> int:
+    """Threads the kernels use for token generation: ``threads``, else the ``LPU_THREADS`` environment variable,
+    else `DEFAULT_THREADS`; at most ``numba.config.NUMBA_NUM_THREADS`` (this machine's cores unless set)."""
+    where = "threads"
+    if threads is None and os.environ.get("LPU_THREADS", "").strip():
+        where, threads = "LPU_THREADS", os.environ["LPU_THREADS"].strip()
+        threads = int(threads) if threads.isdigit() else threads
+    if threads is None:
+        threads = DEFAULT_THREADS
+    top = numba.config.NUMBA_NUM_THREADS
+    if not _is_int(threads) or not 1 <= threads <= top:
+        raise ValueError(f"{where} must be an integer from 1 to {top} (numba's threads on this machine), got {threads!r}")
+    return int(threads)
 
 
 # A static schedule is compiled for fixed shapes: decode programs are compiled for
@@ -120,13 +133,17 @@ class Engine:
         single-chip path; N > 1 executes ``lpu.shard.functional_plan(config, N)``
         (``plan.pp`` stages x ``plan.tp`` tensor-parallel ranks), each chip a
         `ChipShard` holding only its shards, the chips joined by explicit
-        collectives (see `sharded_op_names`). Greedy tokens are the same as with
-        chips=1 (logits agree to rounding: partial sums are added in another order).
+        collectives (see `sharded_op_names`), one token at a time. Greedy tokens
+        are the same as with chips=1 (logits agree to rounding: partial sums are
+        added in another order).
     precision : {None, "fp32", "fp16", "int8"}
         Weight storage for the kernels; None keeps the checkpoint's (fp32 for
         versions 0/1, int8 for version 2).
     chip : str
-        The LPU whose time ``t_sim_s`` simulates.
+        The LPU whose time ``t_sim_s`` simulates (an LPU chip of `lpu.hardware`).
+    threads : int or None
+        Threads the kernels use; None: the ``LPU_THREADS`` environment variable, else
+        `DEFAULT_THREADS` (see `resolve_threads`).
 
     Examples
     --------
@@ -135,36 +152,42 @@ class Engine:
     """
 
     def __init__(self, ckpt: checkpoint.Checkpoint, tokenizer: checkpoint.Tokenizer, chips: int = 1, precision: str | None = None,
-                 chip: str = "lpu-v1"):
+                 chip: str = "lpu-v1", threads: int | None = None):
         c = ckpt.config
         if tokenizer.vocab_size != c.vocab_size:
             raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but {c.name} expects {c.vocab_size}")
-        if not isinstance(chips, (int, np.integer)) or isinstance(chips, bool) or chips < 1:
+        if not _is_int(chips) or chips < 1:
             raise ValueError(f"chips must be a positive integer, got {chips!r}")
         chips = int(chips)
-        plan = shard.functional_plan(c, chips)  # ValueError where the model cannot be cut over this many chips
         if precision is None:
             precision = "int8" if ckpt.version == 2 else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r} for the CPU kernels; known: {', '.join(PRECISIONS)}")
-        self.config, self.tokenizer, self.chips, self.precision, self.chip = c, tokenizer, chips, precision, hardware.get(chip)
+        spec = hardware.get(chip)
+        if not isinstance(spec, hardware.ChipSpec):
+            lpus = [n for n in hardware.names() if isinstance(hardware.get(n), hardware.ChipSpec)]
+            raise ValueError(f"chip must be an LPU chip ({', '.join(lpus)}) whose schedule times the tokens; {chip!r} is a "
+                             f"{type(spec).__name__}: compare GPUs with lpu.simulate(..., system={chip!r})")
+        self.threads = resolve_threads(threads)
+        plan = shard.functional_plan(c, chips)  # ValueError where the model cannot be cut over this many chips
+        self.config, self.tokenizer, self.chips, self.precision, self.chip = c, tokenizer, chips, precision, spec
         self.checkpoint, self.plan = ckpt, plan
-        self.trace: list[str] | None = None  # set to [] to record the ops a step executes
+        self.trace: list[str] | None = None  # set to [] to record the ops each forward pass executes
         if chips > 1:
             self.shards = [sharded.ChipShard(ckpt, plan, s, r, precision) for s in range(plan.pp) for r in range(plan.tp)]  # by chip_id
             self.ops = sharded.sharded_op_names(plan)  # the op list each step executes, collectives included
-            self.logits = np.zeros(c.vocab_size, np.float32)
             return
         self.shards: list[sharded.ChipShard] | None = None
         w = ckpt.weights
-        self.layers = [{name: _Linear(w[name][layer] if not isinstance(w[name], QuantizedTensor) else
-                                      QuantizedTensor(w[name].q[layer], w[name].scales[layer], w[name].group_size), precision)
-                        for name in MATRICES} for layer in range(c.n_layers)]
+        stored = [kernels.stored(to_precision(w[name], precision)) for name in MATRICES]  # each (L, d_out, n_groups, G), scales
+        self._W, self._S = tuple(d for d, _ in stored), tuple(s for _, s in stored)
+        self._wcls, self._scls = kernels.stored(to_precision(ckpt.classifier, precision))
+        self._weight_bytes = sum(d.nbytes + (s.nbytes if precision == "int8" else 0) for d, s in stored + [(self._wcls, self._scls)])
         self.rms_att = np.ascontiguousarray(w["rms_att_weight"], np.float32)  # (L, dim)
         self.rms_ffn = np.ascontiguousarray(w["rms_ffn_weight"], np.float32)
         self.rms_final = np.ascontiguousarray(w["rms_final_weight"], np.float32)
         self.embedding = np.ascontiguousarray(w["token_embedding_table"], np.float32)  # (vocab, dim), for the lookup
-        self.classifier = _Linear(ckpt.classifier, precision)
+        self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, c.head_dim, c.rope_theta)
         self.ops = graph.decode(c, 1, 0, precision).names  # the op list each step executes
         self._alloc_state()
 
@@ -174,84 +197,84 @@ class Engine:
         chips > 1, summed over the chips, so replicated KV-head rows count once per chip holding them)."""
         if self.shards is not None:
             return sum(ch.weight_bytes for ch in self.shards)
-        return sum(lin.nbytes for layer in self.layers for lin in layer.values()) + self.classifier.nbytes
+        return self._weight_bytes
+
+    # Rows one forward pass takes at most (longer prompts go in several chunks): enough that the
+    # batched kernels run at full speed, few enough that the attention scratch stays within ~32 MB.
+    @property
+    def chunk_rows(self) -> int:
+        c = self.config
+        return int(max(8, min(128, (32 << 20) // (4 * c.n_heads * c.seq_len))))
 
     def _alloc_state(self):
-        c = self.config
-        f = np.float32
-        self.x = np.zeros((1, c.dim), f)  # residual stream
-        self.xb = np.zeros((1, c.dim), f)  # normed / attention output
-        self.q = np.zeros(c.q_dim, f)
-        self.k = np.zeros(c.kv_dim, f)
-        self.v = np.zeros(c.kv_dim, f)
-        self.att_out = np.zeros(c.q_dim, f)
-        self.xo = np.zeros(c.dim, f)
-        self.h1 = np.zeros(c.hidden_dim, f)
-        self.h3 = np.zeros(c.hidden_dim, f)
-        self.logits = np.zeros(c.vocab_size, f)
-        self.k_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), f)  # (L, seq_len, kv_dim)
-        self.v_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), f)
+        c, T, f = self.config, self.chunk_rows, np.float32
+        self._bufs = (np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, c.dim), f), np.zeros((T, c.q_dim), f),
+                      np.zeros((T, c.kv_dim), f), np.zeros((T, c.kv_dim), f), np.zeros((T, c.q_dim), f), np.zeros((T, c.hidden_dim), f),
+                      np.zeros((T, c.hidden_dim), f), np.zeros((T * c.n_heads, c.seq_len), f))  # X XB XO Q K V AO H1 H3 att
+        self.logits = np.zeros((T, c.vocab_size), f)
+        self._token = np.zeros(1, np.int64)
+        self.k_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)  # (L, kv_dim, seq_len): positions contiguous, see kernels._attend
+        self.v_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
     def from_llama2c(cls, checkpoint_path: str | Path, tokenizer_path: str | Path, chips: int = 1, precision: str | None = None,
-                     chip: str = "lpu-v1") -> Engine:
+                     chip: str = "lpu-v1", threads: int | None = None) -> Engine:
         """Load a llama2.c checkpoint (versions 0, 1, 2) and its tokenizer."""
         ckpt = checkpoint.read_llama2c(checkpoint_path)
         tok = checkpoint.Tokenizer.from_file(tokenizer_path, vocab_size=ckpt.config.vocab_size)
-        return cls(ckpt, tok, chips, precision, chip)
+        return cls(ckpt, tok, chips, precision, chip, threads)
 
     @classmethod
-    def default(cls, chips: int = 1, precision: str | None = None) -> Engine:
-        """The bundled model: a small Llama trained on Shakespeare (``lpu/data/models/README.md``)."""
-        for p in (DEFAULT_CHECKPOINT, DEFAULT_TOKENIZER):
+    def default(cls, model: str = "shakespeare", chips: int = 1, precision: str | None = None, threads: int | None = None) -> Engine:
+        """A bundled model (``lpu/data/models/README.md``): "shakespeare", a small Llama trained on Shakespeare,
+        or "draft", its much smaller draft model for speculative decoding (same tokenizer)."""
+        if model not in BUNDLED:
+            raise ValueError(f"unknown bundled model {model!r}; known: {', '.join(BUNDLED)}")
+        for p in (BUNDLED[model], DEFAULT_TOKENIZER):
             if not p.exists():
                 raise FileNotFoundError(f"the bundled model file {p} is missing; it ships in the repository (scripts/train_tiny.py remakes it)")
-        return cls.from_llama2c(DEFAULT_CHECKPOINT, DEFAULT_TOKENIZER, chips, precision)
+        return cls.from_llama2c(BUNDLED[model], DEFAULT_TOKENIZER, chips, precision, threads=threads)
 
-    # ---- one decode step: the ops of graph.decode(model, 1, pos) ---------------------------
+    # ---- forward passes: the ops of graph.prefill(model, T) / graph.decode(model, 1) --------
     def forward(self, token: int, pos: int) -> np.ndarray:
         """Logits (vocab_size,) after feeding ``token`` at position ``pos``; updates the KV cache."""
         c = self.config
-        if not 0 <= pos < c.seq_len:
-            raise ValueError(f"position {pos} is outside {c.name}'s context of {c.seq_len} tokens")
-        if self.shards is not None:
-            return self._forward_sharded(token, pos)
-        tr = self.trace
-        x, xb = self.x, self.xb
-        x[0] = self.embedding[token]
-        if tr is not None:
-            tr.append("embed")
-        for layer, lin in enumerate(self.layers):
-            L = f"L{layer}."
-            kernels._rmsnorm(x, self.rms_att[layer], c.norm_eps, xb)
-            lin["wq"](xb[0], self.q)
-            lin["wk"](xb[0], self.k)
-            lin["wv"](xb[0], self.v)
-            kernels._rope(self.q, self.k, pos, c.head_dim, c.rope_theta)
-            self.k_cache[layer, pos] = self.k
-            self.v_cache[layer, pos] = self.v
-            # one fused kernel executes the graph's attn_scores, softmax and attn_values
-            kernels._attention(self.q, self.k_cache[layer], self.v_cache[layer], pos, c.n_kv_heads, self.att_out)
-            lin["wo"](self.att_out, self.xo)
-            x[0] += self.xo
-            kernels._rmsnorm(x, self.rms_ffn[layer], c.norm_eps, xb)
-            lin["w1"](xb[0], self.h1)
-            lin["w3"](xb[0], self.h3)
-            kernels._swiglu(self.h1, self.h3)
-            lin["w2"](self.h1, self.xo)
-            x[0] += self.xo
-            if tr is not None:
-                tr.extend(L + n for n in ("attn_norm", "wq", "wk", "wv", "rope", "kv_write", "attn_scores", "softmax", "attn_values",
-                                          "wo", "attn_residual", "ffn_norm", "w1", "w3", "swiglu", "w2", "ffn_residual"))
-        kernels._rmsnorm(x, self.rms_final, c.norm_eps, xb)
-        self.classifier(xb[0], self.logits)
-        if tr is not None:
-            tr.extend(["final_norm", "classifier"])
-        return self.logits
+        if not _is_int(token) or not 0 <= token < c.vocab_size:
+            raise ValueError(f"token must be a token id from 0 to {c.vocab_size - 1} ({c.name}'s vocabulary), got {token!r}")
+        if not _is_int(pos) or not 0 <= pos < c.seq_len:
+            raise ValueError(f"position {pos!r} is outside {c.name}'s context of {c.seq_len} tokens (0..{c.seq_len - 1})")
+        return self._feed([int(token)], int(pos), 1)[0]
 
-    def _forward_sharded(self, token: int, pos: int) -> np.ndarray:
-        return sharded.forward(self.shards, self.plan, token, pos, self.logits, self.trace)
+    def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
+        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
+        saved = numba.get_num_threads()
+        if saved != self.threads:
+            numba.set_num_threads(self.threads)  # per calling thread: the caller's own setting comes back below
+        try:
+            if self.shards is not None:
+                rows = [sharded.forward(self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
+                        for i, t in enumerate(tokens)]
+                return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
+            T, c = self.chunk_rows, self.config
+            n_chunks = 1 if self.threads == 1 else 4 * self.threads  # see kernels._chunks
+            first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
+            for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
+                if len(tokens) == 1:  # a decode step: no list to convert
+                    self._token[0] = tokens[0]
+                    chunk = self._token
+                else:
+                    chunk = np.asarray(tokens[start:stop], np.int64)
+                n = n_logits if stop == len(tokens) else 0
+                kernels._forward(chunk, pos0 + start, n, self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S,
+                                 self._wcls, self._scls, self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
+                                 *self._bufs, self.logits, n_chunks)
+                if self.trace is not None:
+                    self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
+            return self.logits[:n_logits]
+        finally:
+            if saved != self.threads:
+                numba.set_num_threads(saved)
 
     def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
         """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.system.token_times`` for several."""
@@ -263,46 +286,75 @@ class Engine:
 
     # ---- generation --------------------------------------------------------------
     def generate(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 precision_sim: str = "int8") -> Iterator[TokenEvent]:
+                 precision_sim: str = "int8", draft: Engine | None = None, draft_tokens: int = 4) -> Iterator[TokenEvent]:
         """Stream the tokens that follow ``prompt``, as run.c generates them.
 
-        The prompt (with BOS) is fed token by token; then each step samples the
+        The prompt (with BOS) is fed in chunks; then each step samples the
         next token (greedy at ``temperature=0``; else temperature and top-p with a
         generator seeded by ``seed``). Generation stops after ``max_new_tokens``,
-        at BOS or EOS, or at the end of the model's context.
+        at BOS or EOS, or at the end of the model's context. Every argument is
+        checked here, before the first token: a bad one raises ValueError at the call.
+
+        With ``draft`` (an Engine with the same tokenizer, e.g. ``Engine.default("draft")``),
+        speculative decoding: ``draft_tokens`` = k tokens proposed per step, checked by
+        one (k+1)-token pass of this model. Greedy output is exactly this model's
+        greedy output; sampled output follows this model's distribution (another draw
+        than without a draft for the same seed). Events say which tokens were drafted
+        (``drafted``) and which replaced a rejected draft token (``rejected``).
 
         ``t_sim_s`` is the simulated time of each token on the LPU system
         storing the weights at ``precision_sim``, from its static schedule
-        (see `simulated_times`; with chips > 1, ``lpu.system.token_times``).
+        (see `simulated_times`; with chips > 1, ``lpu.system.token_times``),
+        without speculative decoding.
         """
         c = self.config
-        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        if not isinstance(prompt, (str, bytes)):
+            raise ValueError(f"prompt must be a str (text to continue), got {type(prompt).__name__} {prompt!r:.40}")
+        if not _is_int(max_new_tokens) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) or not 0 <= temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating, np.integer)) or not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1] (1 = no nucleus cut), got {top_p!r}")
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        models.get_precision(precision_sim)  # ValueError naming the known precisions
+        if draft is not None:
+            speculative.check_draft(self, draft, draft_tokens)
         ids = self.tokenizer.encode(prompt, bos=True)
         if len(ids) >= c.seq_len:
             raise ValueError(f"the prompt is {len(ids)} tokens (with BOS); {c.name}'s context is {c.seq_len} tokens")
-        rng = np.random.default_rng(seed)
         n_new = min(max_new_tokens, c.seq_len - len(ids))
         t_sim = self.simulated_times(len(ids), max(n_new, 1), precision_sim)
+        if draft is None:
+            return self._stream(ids, n_new, float(temperature), float(top_p), int(seed), t_sim)
+        return (TokenEvent(*fields) for fields in speculative.stream(self, draft, int(draft_tokens), ids, n_new, float(temperature), float(top_p),
+                                                                     int(seed), t_sim))
+
+    def _stream(self, ids, n_new, temperature, top_p, seed, t_sim) -> Iterator[TokenEvent]:
+        rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
-        token = ids[0]
-        for pos in range(len(ids) + n_new - 1):
-            logits = self.forward(token, pos)
-            if pos < len(ids) - 1:
-                token = ids[pos + 1]  # still reading the prompt
-                continue
+        if n_new == 0:
+            return
+        logits = self._feed(ids, 0, 1)[0]  # the prompt, in chunks; the classifier at its last position only
+        token, pos = ids[-1], len(ids) - 1
+        for i in range(n_new):
             nxt = kernels.sample(logits, temperature, top_p, rng)
             if self.trace is not None:
                 self.trace.append("sample")
             if nxt in (self.tokenizer.bos_id, self.tokenizer.eos_id):
                 return
-            i = pos - (len(ids) - 1)
             yield TokenEvent(nxt, self.tokenizer.decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
-            token = nxt
+            token, pos = nxt, pos + 1
+            if i + 1 < n_new:
+                logits = self._feed([token], pos, 1)[0]
 
     def complete(self, prompt: str, max_new_tokens: int = 128, **kwargs) -> str:
         """The generated text as one string (``generate`` joined)."""
         return "".join(ev.text for ev in self.generate(prompt, max_new_tokens, **kwargs))
+
+
+acceptance_rate = speculative.acceptance_rate
 
 
 def compare(reference: Engine, other: Engine, prompt: str, n_tokens: int = 200) -> dict:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import graph, hardware, models
+from .kernels import _jit
 
 UNITS = ("mem", "mxm", "vxm", "sxm", "c2c")  # MEM slices + streams, matrix, vector, switch units, chip-to-chip links
 MEM, MXM, VXM, SXM, C2C = range(5)
@@ -248,8 +249,72 @@ def schedule(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: C
     ``op_latency_cycles`` after the longest of them. A streamed op (matmul,
     attention) may start streaming its weights or KV up to
     ``prefetch_matmuls`` streamed ops before its inputs exist; its compute
-    waits for them.
+    waits for them. Compiled (`_list_schedule`); `schedule_reference` is the
+    same algorithm op by op in Python, cycle for cycle.
     """
+    c = hardware.get(chip)
+    if not isinstance(c, hardware.ChipSpec):
+        raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")
+    occ = op_cycles(g, c, params)
+    stage, streamed, dep_ptr, dep_idx = dependency_arrays(g)
+    stages = int(stage.max()) + 1 if len(stage) else 1
+    start, end, unit_start = _list_schedule(occ, stage, streamed, dep_ptr, dep_idx, stages, params.op_latency_cycles, params.prefetch_matmuls)
+    return Timeline(g, c, params, start, end, unit_start, occ)
+
+
+def dependency_arrays(g: graph.Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each op's stage, whether it is streamed, and its dependencies as CSR arrays (``dep_idx[dep_ptr[i]:dep_ptr[i + 1]]``)."""
+    stage = np.array([o.stage for o in g.ops], np.int64)
+    streamed = np.array([o.kind in STREAMED for o in g.ops], np.bool_)
+    dep_ptr = np.zeros(len(g) + 1, np.int64)
+    dep_ptr[1:] = np.cumsum([len(o.deps) for o in g.ops])
+    dep_idx = np.array([d for o in g.ops for d in o.deps], np.int64)
+    return stage, streamed, dep_ptr, dep_idx
+
+
+@_jit
+def _list_schedule(occ, stage, streamed, dep_ptr, dep_idx, stages, lat, prefetch):
+    n, nu = occ.shape
+    start = np.zeros(n, np.int64)
+    end = np.zeros(n, np.int64)
+    unit_start = np.full((n, nu), -1, np.int64)
+    free = np.zeros((stages, nu), np.int64)
+    recent = np.zeros((stages, 3), np.int64)  # recent[s, k]: compute start of stage s's k-th latest streamed op (prefetch <= 2)
+    count = np.zeros(stages, np.int64)
+    for i in range(n):
+        ready = 0
+        for j in range(dep_ptr[i], dep_ptr[i + 1]):
+            ready = max(ready, end[dep_idx[j]])
+        st = stage[i]
+        if streamed[i]:
+            window = recent[st, prefetch] if count[st] > prefetch else 0
+            if prefetch == 0:
+                window = ready
+            s_mem = max(free[st, MEM], window)
+            s_mxm = max(ready, free[st, MXM], s_mem)
+            unit_start[i, MEM], unit_start[i, MXM] = s_mem, s_mxm
+            free[st, MEM], free[st, MXM] = s_mem + occ[i, MEM], s_mxm + occ[i, MXM]
+            start[i], end[i] = s_mem, max(s_mem + occ[i, MEM], s_mxm + occ[i, MXM]) + lat
+            recent[st, 2], recent[st, 1], recent[st, 0] = recent[st, 1], recent[st, 0], s_mxm
+            count[st] += 1
+            continue
+        s = ready
+        longest = 0
+        for u in range(nu):
+            if occ[i, u] != 0:
+                s = max(s, free[st, u])
+                longest = max(longest, occ[i, u])
+        for u in range(nu):
+            if occ[i, u] != 0:
+                unit_start[i, u] = s
+                free[st, u] = s + occ[i, u]
+        start[i], end[i] = s, s + longest + lat
+    return start, end, unit_start
+
+
+def schedule_reference(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: CostParams = CostParams()) -> Timeline:
+    """`schedule` op by op in Python (the same algorithm, described there): the reference the compiled scheduler is
+    tested equal to, cycle for cycle (tests/test_fast_path.py)."""
     c = hardware.get(chip)
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")

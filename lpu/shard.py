@@ -36,6 +36,13 @@ def split_sizes(n: int, parts: int) -> list[int]:
     return [q + 1] * r + [q] * (parts - r)
 
 
+def piece(n: int, parts: int, i: int) -> range:
+    """The ``i``-th of `split_sizes` (n, parts)'s pieces, in closed form (no list of every piece)."""
+    q, r = divmod(n, parts)
+    start = i * q + min(i, r)
+    return range(start, start + q + (i < r))
+
+
 def offsets(sizes: list[int]) -> list[int]:
     out, t = [], 0
     for s in sizes:
@@ -74,8 +81,7 @@ class Plan:
 
     def heads(self, rank: int) -> range:
         """Query heads of tensor-parallel rank ``rank``."""
-        sizes = split_sizes(self.model.n_heads, self.tp)
-        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+        return piece(self.model.n_heads, self.tp, rank)
 
     def kv_heads(self, rank: int) -> range:
         """KV heads rank ``rank`` needs for its query heads (replicated where tp exceeds the KV heads)."""
@@ -85,13 +91,11 @@ class Plan:
 
     def hidden(self, rank: int) -> range:
         """FFN inner columns of rank ``rank``."""
-        sizes = split_sizes(self.model.hidden_dim, self.tp)
-        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+        return piece(self.model.hidden_dim, self.tp, rank)
 
     def vocab(self, rank: int) -> range:
         """Classifier rows (vocabulary entries) of rank ``rank``."""
-        sizes = split_sizes(self.model.vocab_size, self.tp)
-        return range(offsets(sizes)[rank], offsets(sizes)[rank] + sizes[rank])
+        return piece(self.model.vocab_size, self.tp, rank)
 
     def chip_id(self, stage: int, rank: int) -> int:
         return stage * self.tp + rank
@@ -196,7 +200,7 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
             change.update(flops=op.flops // T, act_bytes=op.act_bytes // T, n_out=big(op.n_out),
                           kv_read_bytes=int(op.kv_read_bytes * kv_share), kv_write_bytes=int(op.kv_write_bytes * kv_share))
         new_index[i] = push(dataclasses.replace(op, **change))
-        members = [plan.chip_id(stage, r) for r in range(T)]
+        members = (plan.chip_id(stage, 0), plan.chip_id(stage, T - 1))  # a stage's chips are contiguous
         if T > 1 and op.weight in ROW_SPLIT:  # partial sums -> one all-reduce per projection
             kind = "attn" if op.weight == "wo" else "ffn"
             new_index[i] = push(graph.Op(f"L{op.layer}.{kind}_allreduce", "allreduce", op.layer, None, R, m.dim, 0, R * m.dim, 0, R * m.dim * a, 0, 0,
@@ -252,15 +256,32 @@ def allocate(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware
         Naming the chip (``chip 17 (stage 2, rank 1)``) and the shortfall.
     """
     c = hardware.get(chip)
-    out = []
+    return [_place(c, share, reserve_fraction) for share in chip_bytes(plan, users, context_tokens)]
+
+
+def check_allocation(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.ChipSpec | str = "lpu-v1",
+                     reserve_fraction: float = sram.RESERVE_FRACTION.nominal) -> None:
+    """`allocate` for its check only: one `lpu.sram.SRAM` per distinct share, in chip order, so the same error is raised.
+
+    Chips holding the same bytes allocate the same way (a stage's ranks, most stages), so the first chip of each
+    distinct share stands for the rest; a failure names the same first chip `allocate` would.
+    """
+    c = hardware.get(chip)
+    seen = set()
     for share in chip_bytes(plan, users, context_tokens):
-        mem = sram.SRAM(c, name=f"chip {share['chip']} (stage {share['stage']}, rank {share['rank']})")
-        mem.alloc("reserve", int(c.sram_bytes * reserve_fraction))
-        for name in ("weights", "kv_cache", "activations"):
-            if share[name]:
-                mem.alloc(name, share[name])
-        out.append(mem)
-    return out
+        key = (share["weights"], share["kv_cache"], share["activations"])
+        if key not in seen:
+            seen.add(key)
+            _place(c, share, reserve_fraction)
+
+
+def _place(c: hardware.ChipSpec, share: dict[str, int], reserve_fraction: float) -> sram.SRAM:
+    mem = sram.SRAM(c, name=f"chip {share['chip']} (stage {share['stage']}, rank {share['rank']})")
+    mem.alloc("reserve", int(c.sram_bytes * reserve_fraction))
+    for name in ("weights", "kv_cache", "activations"):
+        if share[name]:
+            mem.alloc(name, share[name])
+    return mem
 
 
 def fits(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.ChipSpec | str = "lpu-v1",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import checkpoint, graph, kernels, shard
+from .checkpoint import MATRICES
 from .quant import QuantizedTensor
 
 
@@ -28,8 +29,8 @@ def _take(w: np.ndarray | QuantizedTensor, rows: range | None = None, cols: rang
     """A new array (never a view) holding rows ``rows`` and columns ``cols`` of the (d_out, d_in) matrix ``w``.
 
     int8 weights stay as they are where the column cut falls on their group
-    boundaries; otherwise the shard is dequantized (and `_Linear` quantizes it
-    again in groups of gcd(shard d_in, 64)).
+    boundaries; otherwise the shard is dequantized (and `lpu.kernels.Linear`
+    quantizes it again in groups of gcd(shard d_in, 64)).
     """
     r = slice(None) if rows is None else slice(rows.start, rows.stop)
     c = slice(None) if cols is None else slice(cols.start, cols.stop)
@@ -54,12 +55,10 @@ class ChipShard:
     of the norm weights; the first stage's chips hold the embedding rows of their
     vocabulary slice (``plan.vocab(rank)``), the last stage's the classifier rows
     of theirs and the final norm. Its KV cache covers only its KV heads and its
-    stage's layers, laid out (layer, kv head, position, head_dim).
+    stage's layers, laid out (layer, kv head, head_dim, position) as the attention kernel reads it.
     """
 
     def __init__(self, ckpt: checkpoint.Checkpoint, plan: shard.Plan, stage: int, rank: int, precision: str):
-        from .runtime import MATRICES, _Linear  # the runtime imports this module; weights bind to kernels as on one chip
-
         c, w = ckpt.config, ckpt.weights
         self.stage, self.rank, self.chip_id = stage, rank, plan.chip_id(stage, rank)
         self.layers = plan.stage_layers[stage]
@@ -71,13 +70,13 @@ class ChipShard:
         kv_rows = range(self.kv_heads.start * hd, self.kv_heads.stop * hd)
         cut = {"wq": (q_rows, None), "wk": (kv_rows, None), "wv": (kv_rows, None), "wo": (None, q_rows),
                "w1": (self.hidden, None), "w3": (self.hidden, None), "w2": (None, self.hidden)}
-        self.linears = [{name: _Linear(_take(_layer_matrix(w[name], layer), *cut[name]), precision) for name in MATRICES}
+        self.linears = [{name: kernels.Linear(_take(_layer_matrix(w[name], layer), *cut[name]), precision) for name in MATRICES}
                         for layer in self.layers]
         self.rms_att = np.array(w["rms_att_weight"][self.layers.start:self.layers.stop], np.float32)  # (layers here, dim), a copy
         self.rms_ffn = np.array(w["rms_ffn_weight"][self.layers.start:self.layers.stop], np.float32)
         self.embedding = _take(w["token_embedding_table"], self.vocab) if self.first else None  # fp32 rows, for the lookup
         self.rms_final = np.array(w["rms_final_weight"], np.float32) if self.last else None
-        self.classifier = _Linear(_take(ckpt.classifier, self.vocab), precision) if self.last else None
+        self.classifier = kernels.Linear(_take(ckpt.classifier, self.vocab), precision) if self.last else None
         # attention: the local query heads that read each local KV head (GQA), as (q lo, q hi, kv head) slices
         group = c.n_heads // c.n_kv_heads
         self.attn_groups = []
@@ -99,8 +98,10 @@ class ChipShard:
         self.h1 = np.zeros(len(self.hidden), f)
         self.h3 = np.zeros(len(self.hidden), f)
         self.logits = np.zeros(len(self.vocab), f) if self.last else None
-        self.k_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
-        self.v_cache = np.zeros((len(self.layers), n_kv, c.seq_len, hd), f)
+        self.k_cache = np.zeros((len(self.layers), n_kv, hd, c.seq_len), f)
+        self.v_cache = np.zeros((len(self.layers), n_kv, hd, c.seq_len), f)
+        self.att = np.zeros((len(self.heads), c.seq_len), f)  # attention scores' scratch
+        self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, hd, c.rope_theta)
 
     def tensors(self) -> dict[str, list[np.ndarray | QuantizedTensor]]:
         """This chip's weight arrays by llama2.c tensor name (one per layer for the per-layer ones)."""
@@ -196,11 +197,12 @@ def forward(shards: list[ChipShard], plan: shard.Plan, token: int, pos: int, log
                 lin["wq"](ch.xb[0], ch.q)
                 lin["wk"](ch.xb[0], ch.k)
                 lin["wv"](ch.xb[0], ch.v)
-                kernels._rope(ch.q, ch.k, pos, hd, c.rope_theta)
-                ch.k_cache[i, :, pos] = ch.k.reshape(-1, hd)
-                ch.v_cache[i, :, pos] = ch.v.reshape(-1, hd)
+                kernels._rope(ch.q.reshape(1, -1), ch.k.reshape(1, -1), pos, ch.rope_cos, ch.rope_sin)
+                ch.k_cache[i, :, :, pos] = ch.k.reshape(-1, hd)
+                ch.v_cache[i, :, :, pos] = ch.v.reshape(-1, hd)
                 for lo, hi, g in ch.attn_groups:  # the local query heads reading local KV head g
-                    kernels._attention(ch.q[lo:hi], ch.k_cache[i, g], ch.v_cache[i, g], pos, 1, ch.att_out[lo:hi])
+                    kernels._attention(ch.q[lo:hi].reshape(1, -1), ch.k_cache[i, g], ch.v_cache[i, g], pos, 1, ch.att_out[lo:hi].reshape(1, -1),
+                                       ch.att, kernels._chunks())
                 lin["wo"](ch.att_out, ch.partial)  # this rank's heads' share of the output projection
             for name in ("attn_norm", "wq", "wk", "wv", "rope", "kv_write", "attn_scores", "softmax", "attn_values", "wo"):
                 record(L + name)

@@ -54,12 +54,14 @@ Why this structure (the evidence is public; the alternatives were costed):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import graph, hardware, models, schedule, shard
+from .kernels import _jit
 from .result import Fitted, Result  # noqa: F401  (Result re-exported: lpu.system.Result)
 
 PRECISION_ORDER = ("fp16", "fp16-int8ffn", "int8", "int4")  # precision=None: the first that fits
@@ -80,8 +82,7 @@ FITTED = (SYSTEM_OP_S,)
 def _per_stage(g, values: np.ndarray, pp: int) -> np.ndarray:
     """What each pipeline stage adds to a step: the largest of ``values`` over its ops less the previous stages'."""
     top = np.zeros(pp, values.dtype)
-    for op, v in zip(g.ops, values):
-        top[op.stage] = max(top[op.stage], v)
+    np.maximum.at(top, np.array([op.stage for op in g.ops], np.int64), values)
     return np.diff(np.concatenate([[0], np.maximum.accumulate(top)]))
 
 
@@ -91,8 +92,25 @@ def chain_depth(g) -> np.ndarray:
     Chip-to-chip ops (all-reduces, all-gathers, stage sends) are not counted: the physics costs them (hops x the
     hop latency + bytes over the link bandwidth), and SHIP's all-reduce measurement leaves no microseconds there.
     """
+    _, _, dep_ptr, dep_idx = schedule.dependency_arrays(g)
+    return _chain_depth(np.array([op.kind not in graph.COLLECTIVES for op in g.ops], np.int64), dep_ptr, dep_idx)
+
+
+@_jit
+def _chain_depth(counted, dep_ptr, dep_idx):
+    depth = np.zeros(len(counted), np.int64)
+    for i in range(len(counted)):  # graphs are in topological order
+        deepest = 0
+        for j in range(dep_ptr[i], dep_ptr[i + 1]):
+            deepest = max(deepest, depth[dep_idx[j]])
+        depth[i] = counted[i] + deepest
+    return depth
+
+
+def _chain_depth_reference(g) -> np.ndarray:
+    """`chain_depth` op by op in Python (the reference path)."""
     depth = np.zeros(len(g), np.int64)
-    for i, op in enumerate(g.ops):  # graphs are in topological order
+    for i, op in enumerate(g.ops):
         depth[i] = (op.kind not in graph.COLLECTIVES) + max((depth[d] for d in op.deps), default=0)
     return depth
 
@@ -120,15 +138,43 @@ class _Physics:
         return self.prefill.latency_s + self.prefill_ops * op_s + self.itl_s(op_s)
 
 
-def _physics(plan: shard.Plan, users: int, prompt_tokens: int, output_tokens: int, chip, params) -> _Physics:
+@dataclass(frozen=True)
+class _Steps:
+    """What of a plan's physics does not depend on the hardware: its two step graphs and their chain depths."""
+
+    decode: graph.Graph
+    prefill: graph.Graph
+    stage_ops: np.ndarray
+    decode_ops: int
+    prefill_ops: int
+
+
+def _steps(plan: shard.Plan, users: int, prompt_tokens: int, output_tokens: int, reference: bool = False) -> _Steps:
     context = min(prompt_tokens + output_tokens // 2, plan.model.seq_len - 1)  # the mean context while generating
-    in_flight = min(users, plan.pp)
-    batch = math.ceil(users / in_flight)
-    dec = schedule.schedule(shard.step_graph(plan, "decode", batch, context), chip, params)
-    pre = schedule.schedule(shard.step_graph(plan, "prefill", prompt_tokens, 0), chip, params)
-    depth = chain_depth(dec.graph)
-    return _Physics(plan, in_flight, dec, pre, _per_stage(dec.graph, dec.end, plan.pp) / dec.chip.clock_hz,
-                    _per_stage(dec.graph, depth, plan.pp), int(depth.max()), int(chain_depth(pre.graph).max()))
+    batch = math.ceil(users / min(users, plan.pp))
+    if reference:
+        return _build_steps(plan, batch, context, prompt_tokens, reference=True)
+    return _cached_steps(plan, batch, context, prompt_tokens)
+
+
+def _build_steps(plan: shard.Plan, batch: int, context: int, prompt_tokens: int, reference: bool = False) -> _Steps:
+    dec, pre = shard.step_graph(plan, "decode", batch, context), shard.step_graph(plan, "prefill", prompt_tokens, 0)
+    depth_of = _chain_depth_reference if reference else chain_depth
+    depth = depth_of(dec)
+    return _Steps(dec, pre, _per_stage(dec, depth, plan.pp), int(depth.max()), int(depth_of(pre).max()))
+
+
+# Step graphs are built once per (plan, batch, context, prompt) and reused across hardware corners and calls (the
+# graphs are read, never changed, by the scheduler and the Timeline built on them).
+_cached_steps = functools.lru_cache(maxsize=256)(_build_steps)
+
+
+def _physics(plan: shard.Plan, users: int, prompt_tokens: int, output_tokens: int, chip, params, reference: bool = False) -> _Physics:
+    st = _steps(plan, users, prompt_tokens, output_tokens, reference)
+    run = schedule.schedule_reference if reference else schedule.schedule
+    dec, pre = run(st.decode, chip, params), run(st.prefill, chip, params)
+    return _Physics(plan, min(users, plan.pp), dec, pre, _per_stage(st.decode, dec.end, plan.pp) / dec.chip.clock_hz,
+                    st.stage_ops, st.decode_ops, st.prefill_ops)
 
 
 def default_lengths(m: models.ModelConfig, prompt_tokens: int | None, output_tokens: int | None) -> tuple[int, int, str]:
@@ -154,7 +200,9 @@ def default_lengths(m: models.ModelConfig, prompt_tokens: int | None, output_tok
 
 def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int | None = None, precision: str | None = None,
              users: int = 1, prompt_tokens: int | None = None, output_tokens: int | None = None, params: schedule.CostParams = NOMINAL,
-             ranges: bool = True, serving: str | None = None, hosted: bool = False, system_op_s: float | None = None) -> Result:
+             ranges: bool = True, serving: str | None = None, hosted: bool = False, system_op_s: float | None = None,
+             reference: bool = False, draft: str | models.ModelConfig | None = None, draft_tokens: int | None = None,
+             acceptance=None) -> Result:
     """Simulate ``model`` served on ``chips`` LPUs (or GPUs) to ``users`` concurrent users.
 
     LPU time = physics + the system term (see the module docstring): the
@@ -187,6 +235,13 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         Return ``Result.hosted()``: the time on the chips plus a hosted API's network and queueing.
     system_op_s : float or None
         The system term (None: the fitted `SYSTEM_OP_S`); ``scripts/calibrate.py`` and the notebooks vary it.
+    reference : bool
+        Compute everything the slow, plain way (every chip's SRAM allocated, graphs rebuilt, the scheduler and chain
+        depths op by op in Python): the reference the default fast path is tested equal to, field for field
+        (tests/test_fast_path.py); ``benchmarks/simulate.py`` times both.
+    draft, draft_tokens, acceptance : model, int, float or (low, high)
+        Speculative decoding (`lpu.speculation`): ``draft`` proposes ``draft_tokens`` tokens a step (default 4),
+        each accepted with probability ``acceptance``; ``Result.speculation`` says what a step costs.
 
     Examples
     --------
@@ -209,6 +264,12 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         raise ValueError(f"prompt_tokens + output_tokens = {prompt_tokens + output_tokens} exceeds {m.name}'s context of {m.seq_len}; "
                          f"lengths that fit: e.g. prompt_tokens={fit}, output_tokens={m.seq_len - fit} (or leave them None)")
     prompt_tokens, output_tokens, note = default_lengths(m, prompt_tokens, output_tokens)
+    if draft is not None or draft_tokens is not None or acceptance is not None:
+        from .speculation import simulate_speculative
+
+        r = simulate_speculative(m, system, draft, 4 if draft_tokens is None else draft_tokens, acceptance, chips, precision, users,
+                                 prompt_tokens, output_tokens, params, ranges, serving, system_op_s)
+        return r.hosted() if hosted else r
     notes = (note,) if note else ()
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
@@ -250,17 +311,18 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
                   f"of {context} tokens")
     candidates = []
     for pl in plans:
-        ph = _physics(pl, users, prompt_tokens, output_tokens, c, params)
+        ph = _physics(pl, users, prompt_tokens, output_tokens, c, params, reference)
         candidates.append(dict(plan=pl, pp=pl.pp, tp=pl.tp, ttft_s=ph.ttft_s(op_s), itl_s=ph.itl_s(op_s), physics=ph))
     best = min(candidates, key=lambda d: (d["itl_s"], d["ttft_s"], -d["tp"]))
     ph = best["physics"]
-    shard.allocate(best["plan"], users, context, c)  # every chip's share through the SRAM model
+    # every chip's share through the SRAM model (the fast path allocates one chip per distinct share: the same check)
+    (shard.allocate if reference else shard.check_allocation)(best["plan"], users, context, c)
     r = Result(m.name, c.name, plan_chips, best["plan"].precision.name, users, prompt_tokens, output_tokens, best["ttft_s"], best["itl_s"],
                best["plan"], ph.decode, ph.prefill, [{k: v for k, v in d.items() if k != "physics"} for d in candidates],
                system_itl_s=best["itl_s"] - ph.itl_s(0.0), system_ttft_s=best["ttft_s"] - ph.ttft_s(0.0),
                precision_reason=reason, notes=notes)
     if ranges:
-        corners = [ph] + [_physics(best["plan"], users, prompt_tokens, output_tokens, c.corner(k), params) for k in ("low", "high")]
+        corners = [ph] + [_physics(best["plan"], users, prompt_tokens, output_tokens, c.corner(k), params, reference) for k in ("low", "high")]
         terms = sorted({SYSTEM_OP_S.low, op_s, SYSTEM_OP_S.high}) if system_op_s is None else [op_s]
         itl = [x.itl_s(t) for x in corners for t in terms]
         ttft = [x.ttft_s(t) for x in corners for t in terms]

@@ -1,6 +1,7 @@
 """Tests of lpu.checkpoint: llama2.c model files (versions 0, 1, 2) and the llama2.c tokenizer."""
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from lpu.checkpoint import (
     Checkpoint,
     CheckpointError,
     Tokenizer,
+    from_state_dict,
     read_llama2c,
     rope_tables,
     write_llama2c,
@@ -285,3 +287,67 @@ def test_tokenizer_must_match_the_model(tmp_path):
     assert Tokenizer.from_file(TOK512, vocab_size=vocab).vocab_size == 512
     with pytest.raises(CheckpointError, match="tokenizer has 512 tokens, model expects 32000"):
         Tokenizer.from_file(TOK512, vocab_size=32000)
+
+
+# ---- inputs that would run and print garbage -----------------------------------------------------------------------------
+@pytest.mark.parametrize("version", [0, 1, 2])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, version, bad):
+    c = tiny(False)
+    w = random_weights(c)
+    if version == 2:  # int8 values cannot be NaN: a scale can (a row of the dequantized matrix then is)
+        q = quantize_int8(w["w1"], 16)
+        q.scales[1, 7, 0] = bad
+        w["w1"] = q
+    else:
+        w["w1"][1, 7, 3] = bad
+    path = write_llama2c(tmp_path / "m.bin", c, w, version=version, group_size=16)
+    where = "(1, 7, 0)" if version == 2 else "(1, 7, 3)"
+    with pytest.raises(CheckpointError, match=rf"m\.bin: weight 'w1' holds 1 non-finite .*value\(s\), the first {bad} at index "
+                                              rf"{re.escape(where)} \(layer 1\)"):
+        read_llama2c(path)
+    w = random_weights(c)
+    w["rms_final_weight"][5] = bad  # a 1-d tensor: no layer
+    with pytest.raises(CheckpointError, match=rf"'rms_final_weight' holds 1 non-finite value\(s\), the first {bad} at index \(5,\):"):
+        read_llama2c(write_llama2c(tmp_path / "m.bin", c, w, version=version, group_size=16))
+
+
+def test_tokenizer_header_and_byte_fallback_are_checked(tmp_path):
+    pieces, scores = small_vocab()
+    path = write_tokenizer(tmp_path / "tok.bin", pieces, scores)
+    path.write_bytes(struct.pack("<i", 5) + path.read_bytes()[4:])  # "\n</s>\n" and "<0x00>"... are 6 bytes long
+    with pytest.raises(CheckpointError, match=r"tok\.bin: corrupt tokenizer: header says max_token_length 5, but a piece is 6 bytes long"):
+        Tokenizer.from_file(path)
+    shuffled = pieces[:3] + pieces[4:259] + pieces[3:4] + pieces[259:]  # a vocabulary whose byte pieces are not where run.c looks
+    tok = Tokenizer(shuffled, scores)
+    assert tok.encode("abc") == [1, 265, 264]  # no byte fallback needed: fine
+    with pytest.raises(CheckpointError, match=r"cannot encode 'ü': run.c's byte fallback needs the piece <0xC3> at id 198, found b'<0xC4>'"):
+        tok.encode("ü")
+    with pytest.raises(CheckpointError, match=r"needs the piece <0x7A> at id 125, found nothing \(vocab_size 8\)"):
+        Tokenizer([b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b" a", b"ab"], [0] * 8).encode("z")
+
+
+def test_from_state_dict_converts_a_llama2c_pytorch_state_dict(tmp_path):
+    """The state dict of llama2.c's model.py (arrays here; torch tensors behave alike) -> write_llama2c -> the same weights back."""
+    for tied in (True, False):
+        c, w = tiny(tied), random_weights(tiny(tied))
+        theirs = {"tok_embeddings.weight": w["token_embedding_table"], "norm.weight": w["rms_final_weight"]}
+        theirs["output.weight"] = theirs["tok_embeddings.weight"] if tied else w["wcls"]
+        names = {"rms_att_weight": "attention_norm", "wq": "attention.wq", "wk": "attention.wk", "wv": "attention.wv", "wo": "attention.wo",
+                 "rms_ffn_weight": "ffn_norm", "w1": "feed_forward.w1", "w2": "feed_forward.w2", "w3": "feed_forward.w3"}
+        for ours, name in names.items():
+            for i in range(c.n_layers):
+                theirs[f"_orig_mod.layers.{i}.{name}.weight"] = w[ours][i].astype(np.float64)  # torch.compile's prefix, another dtype
+        config, weights = from_state_dict(theirs, n_heads=c.n_heads, seq_len=c.seq_len, n_kv_heads=c.n_kv_heads, name="tiny")
+        assert same_shape(config, c)
+        back = read_llama2c(write_llama2c(tmp_path / "m.bin", config, weights, version=1))
+        for k, v in back.weights.items():
+            np.testing.assert_array_equal(v, w[k])
+    with pytest.raises(CheckpointError, match="wk has 16 rows, dim 32 with n_heads 4 and n_kv_heads 4 needs 32"):
+        from_state_dict(theirs, n_heads=4, seq_len=16)
+    with pytest.raises(CheckpointError, match="no 'layers.1.feed_forward.w3.weight'"):
+        from_state_dict({k: v for k, v in theirs.items() if k != "_orig_mod.layers.1.feed_forward.w3.weight"}, n_heads=4, seq_len=16)
+    with pytest.raises(CheckpointError, match=r"no 'layers.0.\*' weights"):
+        from_state_dict({"tok_embeddings.weight": np.zeros((4, 4)), "norm.weight": np.ones(4)}, n_heads=1, seq_len=4)
+    with pytest.raises(CheckpointError, match="a Hugging Face one"):
+        from_state_dict({"model.layers.0.self_attn.q_proj.weight": np.zeros((4, 4))}, n_heads=1, seq_len=4)

@@ -53,7 +53,7 @@ def test_matvec_matches_reference(dtype, d_out, d_in):
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16", "int8"])
-@pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("B", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("d_out, d_in", [(37, 72), (130, 320)])
 def test_matmul_matches_reference_and_matvec(dtype, B, d_out, d_in):
     rng = _rng("matmul", dtype, B, d_out, d_in)
@@ -125,6 +125,13 @@ def test_rope(pos, n_heads, n_kv_heads, head_dim, theta):
     assert K.rope(q, k, pos, head_dim, theta) is None
     np.testing.assert_allclose(q, q_ref, atol=2e-6)
     np.testing.assert_allclose(k, k_ref, atol=2e-6)
+
+
+def test_rope_table_holds_the_angles_of_every_position():
+    cos, sin = K.rope_table(300, 16, 10000.0)
+    angles = np.arange(300)[:, None] * 10000.0 ** (-np.arange(0, 16, 2) / 16)
+    np.testing.assert_allclose(cos, np.cos(angles), atol=1e-6)
+    np.testing.assert_allclose(sin, np.sin(angles), atol=1e-6)
 
 
 def test_rope_matches_llama2c_convention_and_rejects_bad_input():
@@ -229,6 +236,28 @@ def test_sample_empirical_distribution_matches_softmax_and_nucleus(temperature, 
     assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)  # ~6 sigma: loose, and deterministic for the seed
     if top_p < 1:
         assert 0 < (probs > 0).sum() < len(logits)
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (1.0, 1.0), (0.7, 1.0), (1.0, 0.8), (1.3, 0.5)])
+def test_probabilities_are_the_distribution_sample_draws_from(temperature, top_p):
+    logits = _rng("probabilities").standard_normal(40).astype(np.float32) * 2
+    p = K.probabilities(logits, temperature, top_p)
+    if temperature == 0:
+        assert p[np.argmax(logits)] == 1.0 and p.sum() == 1.0
+        return
+    np.testing.assert_allclose(p, ref.sample_distribution(logits, temperature, top_p), rtol=1e-5, atol=1e-9)
+    rng = np.random.default_rng(5)
+    draws = np.array([K.sample(logits, temperature, top_p, rng) for _ in range(10_000)])
+    chi2, df = _chi_square(draws, p)
+    assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)
+
+
+def test_softmax_exp_is_within_float32_rounding():
+    x = -np.linspace(0, 80, 20001).astype(np.float32)
+    got = np.array([K._exp(v) for v in x[::7]])
+    want = np.exp(x[::7].astype(np.float64))
+    assert np.all(np.abs(got - want) <= 3e-7 * want)  # ~2 float32 ulp; math.exp gives ~1
+    assert K._exp(np.float32(-100.0)) == 0.0 and K._exp(np.float32(0.0)) == 1.0
 
 
 def test_sample_rejects_bad_arguments():

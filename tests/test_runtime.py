@@ -119,3 +119,84 @@ def test_cli_generate(capsys):
     assert "tok/s" in err and "simulated" in err
     assert cli.main(["generate", "--checkpoint", "nowhere.bin"]) == 2
     assert "give both" in capsys.readouterr().err
+
+
+def test_prefill_in_chunks_gives_the_token_by_token_logits(bundled):
+    """A 200-token prompt goes through in 2 chunks of batched matmuls; its logits at every position equal
+    those of feeding it one token at a time (the float64 reference agrees with both)."""
+    ids = bundled.tokenizer.encode("To be, or not to be, that is the question: " * 20)[:200]
+    assert len(ids) == 200 > bundled.chunk_rows
+    one_by_one = np.stack([bundled.forward(t, p).copy() for p, t in enumerate(ids)])
+    for n in (1, 5, bundled.chunk_rows):  # the logits of the last n positions (the chunks end with a full one)
+        chunked = bundled._feed(ids, 0, n).copy()
+        assert np.abs(chunked - one_by_one[-n:]).max() <= 1e-5 * np.abs(one_by_one).max()
+    short = bundled._feed(ids[:40], 0, 40).copy()  # one chunk: every position's logits
+    ref = ReferenceModel(bundled.checkpoint)
+    want = np.stack([ref.forward(t, p) for p, t in enumerate(ids[:40])])
+    assert np.abs(short - want).max() <= 1e-4 * np.abs(want).max() + 1e-5
+
+
+def test_inputs_are_checked_before_any_token(bundled):
+    for bad in (123, None, ["ROMEO:"]):
+        with pytest.raises(ValueError, match="prompt must be a str"):
+            bundled.generate(bad)  # raises at the call, not at the first next()
+    for kwargs, match in [(dict(temperature=-1.0), "temperature must be a finite number >= 0"), (dict(temperature=float("nan")), "temperature"),
+                          (dict(temperature="hot"), "temperature"), (dict(top_p=0.0), r"top_p must be a number in \(0, 1\]"),
+                          (dict(top_p=1.5), "top_p"), (dict(seed=-1), "seed must be a non-negative integer"), (dict(seed=1.5), "seed"),
+                          (dict(max_new_tokens=True), "max_new_tokens"), (dict(precision_sim="fp7"), "unknown precision 'fp7'")]:
+        with pytest.raises(ValueError, match=match):
+            bundled.generate("ROMEO:", **kwargs)
+    for token in (-1, 512, 10**12, 2.0, True):
+        with pytest.raises(ValueError, match=r"token must be a token id from 0 to 511"):
+            bundled.forward(token, 0)
+    with pytest.raises(ValueError, match=r"position 256 is outside"):
+        bundled.forward(1, 256)
+    with pytest.raises(ValueError, match=r"chip must be an LPU chip \(lpu-v1.*'h100' is a GPUSpec"):
+        Engine(bundled.checkpoint, bundled.tokenizer, chip="h100")
+
+
+def test_threads_setting_and_its_errors(bundled, monkeypatch):
+    import numba
+
+    from lpu.runtime import DEFAULT_THREADS, resolve_threads
+
+    monkeypatch.delenv("LPU_THREADS", raising=False)
+    assert resolve_threads() == DEFAULT_THREADS == bundled.threads == 1
+    monkeypatch.setenv("LPU_THREADS", "1")
+    assert resolve_threads() == 1 and resolve_threads(1) == 1
+    for bad in ("0", "two", "-3", str(numba.config.NUMBA_NUM_THREADS + 1)):
+        monkeypatch.setenv("LPU_THREADS", bad)
+        with pytest.raises(ValueError, match="LPU_THREADS must be an integer from 1 to"):
+            resolve_threads()
+    monkeypatch.delenv("LPU_THREADS")
+    for bad in (0, 1.5, True, numba.config.NUMBA_NUM_THREADS + 1):
+        with pytest.raises(ValueError, match="threads must be an integer from 1 to"):
+            Engine(bundled.checkpoint, bundled.tokenizer, threads=bad)
+    before = numba.get_num_threads()
+    n = numba.config.NUMBA_NUM_THREADS
+    many = Engine(bundled.checkpoint, bundled.tokenizer, threads=n)
+    assert [e.token_id for e in many.generate("ROMEO:", 60)] == [e.token_id for e in bundled.generate("ROMEO:", 60)]
+    assert numba.get_num_threads() == before  # the caller's setting is left as it was
+
+
+def test_cli_generate_checks_arguments_before_printing_and_runs_speculative(capsys, monkeypatch):
+    from lpu import cli
+
+    def code(argv):  # a flag's type check exits through argparse (status 2); the rest return 2
+        try:
+            return cli.main(argv)
+        except SystemExit as e:
+            return e.code
+
+    for argv, match in [(["--temperature", "-1"], "--temperature"), (["--top-p", "0"], "--top-p"), (["--seed", "-1"], "--seed"),
+                        (["--threads", "0"], "--threads"), (["--draft", "--draft-tokens", "0"], "--draft-tokens")]:
+        assert code(["generate", "--prompt", "ROMEO:", *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and match in err  # nothing printed before the error
+    monkeypatch.setenv("LPU_THREADS", "many")
+    assert cli.main(["generate"]) == 2 and "LPU_THREADS must be" in capsys.readouterr().err
+    monkeypatch.delenv("LPU_THREADS")
+    assert cli.main(["generate", "--prompt", "ROMEO:", "--max-new-tokens", "30", "--draft", "--draft-tokens", "3", "--threads", "1"]) == 0
+    out, err = capsys.readouterr()
+    plain = "ROMEO:" + Engine.default().complete("ROMEO:", 30)
+    assert out.strip() == plain.strip() and "judged draft tokens accepted" in err and "1 thread)" in err

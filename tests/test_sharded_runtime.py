@@ -97,7 +97,7 @@ def test_each_chip_holds_only_its_shards_and_together_the_whole_model(model, chi
                 np.testing.assert_array_equal(full, w[name][layer])
                 assert not any(np.shares_memory(p, w[name]) for p in parts)
     for ch in eng.shards:
-        assert ch.k_cache.shape == (len(ch.layers), len(ch.kv_heads), c.seq_len, c.head_dim)
+        assert ch.k_cache.shape == (len(ch.layers), len(ch.kv_heads), c.head_dim, c.seq_len)
         for arrays in ch.tensors().values():
             for a in arrays:
                 assert not any(np.shares_memory(a, full) for full in w.values() if isinstance(full, np.ndarray))

@@ -1,0 +1,126 @@
+"""Speculative decoding with real weights: a small draft model proposes, the target verifies.
+
+``Engine.generate(prompt, ..., draft=other_engine, draft_tokens=k)``: the draft
+(same tokenizer, e.g. ``Engine.default("draft")``) proposes k tokens one at a
+time; the target checks them in one (k+1)-token forward pass (the batched
+kernels of a prefill chunk) and keeps the longest prefix its own rule accepts,
+plus one token of its own: greedy, its argmax, so the output is exactly its
+greedy output; sampled, the accept/reject rule of Leviathan et al. (2023),
+"Fast Inference from Transformers via Speculative Decoding": accept a draft
+token d with probability min(1, p(d) / q(d)), else draw from the normalised
+max(0, p - q), which leaves the target's distribution p unchanged.
+`acceptance_rate` measures how often the target accepts. Introduced in
+``notebooks/03_token_generation.ipynb``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import kernels
+
+
+def check_draft(target, draft, draft_tokens: int) -> None:
+    """ValueError unless ``draft`` can propose ``draft_tokens`` tokens per step for ``target``."""
+    if type(draft) is not type(target):
+        raise ValueError(f"draft must be an lpu.Engine (e.g. Engine.default('draft')), got {type(draft).__name__}")
+    if draft is target:
+        raise ValueError("draft must be another Engine than the target (its KV cache is its own)")
+    if draft.tokenizer.pieces != target.tokenizer.pieces:
+        raise ValueError(f"draft {draft.config.name} has another tokenizer than {target.config.name}: speculative decoding needs the same token ids")
+    if draft.config.seq_len < target.config.seq_len:
+        raise ValueError(f"draft {draft.config.name}'s context ({draft.config.seq_len}) is shorter than {target.config.name}'s ({target.config.seq_len})")
+    limit = target.chunk_rows - 1 if target.shards is None else 64
+    if not isinstance(draft_tokens, (int, np.integer)) or isinstance(draft_tokens, (bool, np.bool_)) or not 1 <= draft_tokens <= limit:
+        raise ValueError(f"draft_tokens must be an integer from 1 to {limit}, got {draft_tokens!r}")
+
+
+def stream(target, draft, k: int, ids: list[int], n_new: int, temperature: float, top_p: float, seed: int, t_sim) -> Iterator[tuple]:
+    """The fields of each `lpu.runtime.TokenEvent` of ``target.generate(..., draft=draft, draft_tokens=k)`` (arguments
+    checked there): token id, text, position, t_sim_s, t_wall_s, drafted, rejected.
+
+    The draft proposes k tokens, the target verifies k+1 positions in one pass. Invariants: ``seq`` is
+    the text so far; the target's KV cache holds positions 0..len(seq)-2 (its last token is fed by the
+    next verification), the draft's holds 0..draft_len-1.
+    """
+    rng = np.random.default_rng(seed)
+    greedy = temperature == 0
+    t0 = time.perf_counter()
+    seq, draft_len, emitted = list(ids), 0, 0
+    if len(ids) > 1:
+        target._feed(ids[:-1], 0, 0)  # the prompt but its last token: no logits needed yet
+    stop = (target.tokenizer.bos_id, target.tokenizer.eos_id)
+    while emitted < n_new:
+        n = len(seq)
+        kk = min(k, n_new - emitted - 1)  # at most the tokens still wanted (the target adds one of its own)
+        proposal, q = [], []
+        if kk:
+            ql = draft._feed(seq[draft_len:], draft_len, 1)[0]  # the draft catches up with the accepted text
+            for j in range(kk):
+                if greedy:
+                    d = int(np.argmax(ql))
+                else:
+                    qj = kernels.probabilities(ql, temperature, top_p)
+                    d = _draw(qj, rng.random())
+                    q.append(qj)
+                proposal.append(d)
+                if j + 1 < kk:
+                    ql = draft._feed([d], n + j, 1)[0]
+            draft_len = n + kk - 1  # the last proposal is not fed (yet)
+        logits = target._feed([seq[-1]] + proposal, n - 1, kk + 1)  # row j: this model's next-token logits after proposal[:j]
+        if target.trace is not None:
+            target.trace.append("sample")
+        out: list[tuple[int, bool, bool]] = []  # (token, drafted, rejected)
+        for j, d in enumerate(proposal):
+            if greedy:
+                t = int(np.argmax(logits[j]))
+                if t == d:
+                    out.append((d, True, False))
+                    continue
+                out.append((t, False, True))
+                break
+            p = kernels.probabilities(logits[j], temperature, top_p)
+            if rng.random() * q[j][d] < p[d]:  # accept with probability min(1, p(d) / q(d))
+                out.append((d, True, False))
+                continue
+            residual = np.maximum(p - q[j], 0.0)  # rejected: draw from the normalised excess of p over q
+            out.append((_draw(residual / residual.sum(), rng.random()), False, True))
+            break
+        else:  # every proposal accepted: one more token from the last row
+            out.append((kernels.sample(logits[kk], temperature, top_p, rng), False, False))
+        draft_len = min(draft_len, n + sum(dr for _, dr, _ in out))  # the draft's cache is good up to the accepted text
+        for token, drafted, rejected in out:
+            if token in stop:
+                return
+            yield (token, target.tokenizer.decode(seq[-1], token), len(seq), float(t_sim[emitted]), time.perf_counter() - t0,
+                             drafted, rejected)
+            seq.append(token)
+            emitted += 1
+
+
+def _draw(probs: np.ndarray, coin: float) -> int:
+    """The token whose cumulative probability first exceeds ``coin`` in [0, 1) (inverse CDF)."""
+    cdf = np.cumsum(probs)
+    return int(min(np.searchsorted(cdf, coin * cdf[-1], side="right"), len(cdf) - 1))
+
+
+def acceptance_rate(target, draft, draft_tokens: int = 4, prompts=("ROMEO:",), max_new_tokens: int = 128,
+                    temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> float:
+    """Share of the draft's proposals that ``target`` accepts in speculative decoding (deterministic).
+
+    Counts the proposals the target judged: accepted ones and, per step, the one
+    it rejected (those after a rejection are discarded unjudged). With a per-token
+    acceptance a and k proposals per step, a step emits (1 - a**(k+1)) / (1 - a)
+    tokens on average (Leviathan et al. 2023), the figure ``lpu.simulate`` uses.
+    """
+    accepted = rejected = 0
+    for prompt in prompts:
+        for ev in target.generate(prompt, max_new_tokens, temperature, top_p, seed, draft=draft, draft_tokens=draft_tokens):
+            accepted += ev.drafted
+            rejected += ev.rejected
+    if accepted + rejected == 0:
+        raise ValueError("no draft token was judged: give longer generations (max_new_tokens > 1)")
+    return accepted / (accepted + rejected)

@@ -1,0 +1,106 @@
+"""Speculative decoding with real weights: the bundled model verifying its bundled draft."""
+
+import numpy as np
+import pytest
+
+from lpu import checkpoint
+from lpu.runtime import Engine, acceptance_rate
+
+PROMPTS = ("ROMEO:", "Friends, Romans, countrymen")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return Engine.default(), Engine.default("draft")
+
+
+def test_the_bundled_draft_is_small_and_shares_the_tokenizer(pair):
+    target, draft = pair
+    assert draft.checkpoint.path.stat().st_size < 1 << 20  # < 1 MB
+    assert draft.tokenizer.pieces == target.tokenizer.pieces
+    assert draft.config.n_params * 10 < target.config.n_params
+    with pytest.raises(ValueError, match="unknown bundled model 'tiny'; known: shakespeare, draft"):
+        Engine.default("tiny")
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_greedy_output_is_exactly_the_targets(pair, k):
+    target, draft = pair
+    for prompt in PROMPTS:
+        plain = [e.token_id for e in target.generate(prompt, 120)]
+        events = list(target.generate(prompt, 120, draft=draft, draft_tokens=k))
+        assert [e.token_id for e in events] == plain
+        assert [e.position for e in events] == [events[0].position + i for i in range(len(events))]
+        assert not any(e.drafted and e.rejected for e in events)
+        n_drafted, n_rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
+        assert n_drafted > 0 and n_rejected > 0
+        # each verification step emits its accepted drafts and one token of the target's own: at most k drafted in a row
+        run = longest = 0
+        for e in events:
+            run = run + 1 if e.drafted else 0
+            longest = max(longest, run)
+        assert longest <= k
+
+
+def test_sampled_speculative_decoding_keeps_the_targets_distribution(pair):
+    """The first token after the prompt, drawn 3,000 times with speculative sampling (accept with probability
+    min(1, p/q), else draw from max(0, p - q)), against the target's own softmax (chi-square)."""
+    target, draft = pair
+    prompt, temperature = "ROMEO:", 1.0
+    ids = target.tokenizer.encode(prompt)
+    for pos, tok in enumerate(ids):
+        logits = target.forward(tok, pos)
+    p = (np.exp(logits.astype(np.float64) - logits.max()) / np.exp(logits.astype(np.float64) - logits.max()).sum())
+    n = 3000
+    first, rejected = [], 0
+    for seed in range(n):
+        ev = next(target.generate(prompt, 2, temperature=temperature, seed=seed, draft=draft, draft_tokens=2))
+        first.append(ev.token_id)
+        rejected += ev.rejected
+    assert 0.1 * n < rejected < 0.9 * n  # both branches of the rule are exercised
+    counts = np.bincount(first, minlength=len(p)).astype(float)
+    expected = n * p
+    big = expected >= 5  # bins with too few expected draws go together
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    chi2, df = float(((obs - exp) ** 2 / exp).sum()), len(obs) - 1
+    assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)
+    # the draft's own distribution is far from the target's: drawing from it alone would fail the same test
+    for pos, tok in enumerate(ids):
+        dl = draft.forward(tok, pos)
+    q = np.exp(dl.astype(np.float64) - dl.max())
+    q /= q.sum()
+    assert ((n * q[big] - expected[big]) ** 2 / expected[big]).sum() > 10 * (df + 6 * np.sqrt(2 * df))
+
+
+def test_sampled_speculative_decoding_is_seeded(pair):
+    target, draft = pair
+    a = [e.token_id for e in target.generate("ROMEO:", 40, temperature=0.8, top_p=0.9, seed=3, draft=draft)]
+    b = [e.token_id for e in target.generate("ROMEO:", 40, temperature=0.8, top_p=0.9, seed=3, draft=draft)]
+    assert a == b and len(a) == 40
+
+
+def test_acceptance_rate_is_deterministic_and_counts_the_judged_proposals(pair):
+    target, draft = pair
+    a = acceptance_rate(target, draft, 4, PROMPTS, 80)
+    assert a == acceptance_rate(target, draft, 4, PROMPTS, 80)
+    events = [e for p in PROMPTS for e in target.generate(p, 80, draft=draft, draft_tokens=4)]
+    accepted, rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
+    assert a == accepted / (accepted + rejected)
+    assert 0.3 < a < 0.95  # the distilled draft agrees with the target on about half of its tokens or more
+
+
+def test_bad_speculative_arguments_get_clear_errors(pair, tmp_path):
+    target, draft = pair
+    with pytest.raises(ValueError, match="draft must be an lpu.Engine"):
+        target.generate("x", 5, draft="draft")
+    with pytest.raises(ValueError, match="draft must be another Engine"):
+        target.generate("x", 5, draft=target)
+    for bad in (0, -1, 2.5, True, 10_000):
+        with pytest.raises(ValueError, match="draft_tokens must be an integer from 1 to"):
+            target.generate("x", 5, draft=draft, draft_tokens=bad)
+    pieces = list(target.tokenizer.pieces)
+    pieces[300], pieces[301] = pieces[301], pieces[300]
+    other = Engine(draft.checkpoint, checkpoint.Tokenizer(pieces, target.tokenizer.scores))
+    with pytest.raises(ValueError, match="another tokenizer"):
+        target.generate("x", 5, draft=other)
