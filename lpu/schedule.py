@@ -109,8 +109,9 @@ def op_cycles(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = Cost
         uses[np.ix_(kinds == kind, list(units))] = True
     bytes_per_cycle = chip.streams * chip.word_bytes * params.stream_efficiency
     mem_bytes = g.weight_bytes + g.kv_bytes + g.act_bytes
-    rate = {d: chip.peak_ops_per_s(d) / chip.clock_hz for d in set(op_dtypes(g))}
-    mxm_per_cycle = np.array([rate[d] for d in op_dtypes(g)])
+    dtypes = op_dtypes(g)
+    rate = {d: chip.peak_ops_per_s(d) / chip.clock_hz for d in set(dtypes)}
+    mxm_per_cycle = np.array([rate[d] for d in dtypes])
     cycles = np.zeros((len(g), len(UNITS)))
     cycles[:, MEM] = mem_bytes / bytes_per_cycle
     cycles[:, MXM] = g.flops / mxm_per_cycle
