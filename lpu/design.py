@@ -32,8 +32,8 @@ GPU_SYSTEMS = ("h100", "h200")
 GPU_CHIPS = (1, 2, 4, 8)
 GPU_PRECISIONS = ("bf16", "fp8")
 SPEED, COST = "output_tokens_per_s", "usd_per_m_tokens"  # the two axes of the design space
-# what the CSV keeps of a sweep's row: the configuration, the Result's scalars and ranges (long texts and the GPU/LPU
-# breakdowns, which `lpu.simulate` prints on demand, are left out to keep the file small)
+# what the CSV leaves out of a sweep's row, to keep the file small: the precision's reason (a sentence; the grid names
+# the precision) and the hosted and speculative fields (empty: the grid simulates neither)
 DROP = ("precision_reason", "hosted_s", "speculation")
 RACK_CHIPS = hardware.GROQ_RACK.compute_chips  # one GroqRack: 8 compute nodes x 8 chips (the ninth node is a spare)
 
@@ -149,8 +149,19 @@ def _ran(df: pd.DataFrame, speed: str, cost: str) -> pd.DataFrame:
 def pareto_front(df: pd.DataFrame, min_speed: float | None = None, speed: str = SPEED, cost: str = COST) -> pd.DataFrame:
     """The rows no other row beats on both axes: none is at least as fast per user *and* at least as cheap, and better on one.
 
-    Rows with an error or no value are left out, and so are rows slower than ``min_speed`` (a per-user speed target,
-    tokens/s) when given. Returned cheapest first (so fastest last); equal rows are all kept.
+    Parameters
+    ----------
+    df : DataFrame
+        Rows of `load` (or any frame with the two columns; an ``error`` column, where present, drops the rows that hold one).
+    min_speed : float or None
+        A per-user speed target (tokens/s): slower rows are left out before the front is taken.
+    speed, cost : str
+        The columns to maximise and to minimise.
+
+    Returns
+    -------
+    DataFrame
+        The front's rows, cheapest first (so fastest last); equal rows are all kept.
 
     Examples
     --------
@@ -172,7 +183,22 @@ def pareto_front(df: pd.DataFrame, min_speed: float | None = None, speed: str = 
 
 def cheapest_at_speed(df: pd.DataFrame, min_speed: float, by: tuple[str, ...] = ("model", "system"), speed: str = SPEED,
                       cost: str = COST) -> pd.DataFrame:
-    """Per group of ``by``, the cheapest row at least ``min_speed`` tokens/s per user (groups that cannot meet it are left out)."""
+    """Per group of ``by``, the cheapest row at least ``min_speed`` tokens/s per user (groups that cannot meet it are left out).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows of `load`.
+    min_speed : float
+        The per-user speed target, tokens/s (> 0).
+    by : tuple of str
+        The columns that make a group (default: one row per model and system).
+
+    Returns
+    -------
+    DataFrame
+        One row per group that meets the target, groups in the order they first appear in ``df`` (the grid's).
+    """
     if not min_speed > 0:
         raise ValueError(f"min_speed must be a positive speed in tokens/s per user, got {min_speed!r}")
     d = _ran(df, speed, cost)
@@ -186,9 +212,21 @@ def rack_fit(models_: tuple[str, ...] = MODELS, systems: tuple[str, ...] = LPU_S
              rack_chips: int = RACK_CHIPS, users: int = 1, prompt_tokens: int = 550, output_tokens: int = 150) -> pd.DataFrame:
     """Which models one rack of ``rack_chips`` chips holds, per LPU generation and precision: `lpu.simulate` on exactly that many.
 
-    Columns: model, system, precision, weight_gb, rack_sram_gb (``rack_chips`` x the chip's SRAM), capacity_chips
-    (`lpu.sram.chips_needed`: the capacity bound, reserve included), fits (a plan on ``rack_chips`` chips places every
-    chip's share), plan, tok_s (per user; NaN where it does not fit).
+    Parameters
+    ----------
+    models_, systems, precisions : tuple of str
+        Model presets (or config paths), LPU chips (`LPU_SYSTEMS` by default) and precisions, all combined.
+    rack_chips : int
+        Chips in one rack: `RACK_CHIPS`, a GroqRack's compute chips (the spare node held back).
+    users, prompt_tokens, output_tokens : int
+        The load each plan must hold (one user at the calibration row's lengths by default).
+
+    Returns
+    -------
+    DataFrame
+        model, system, precision, weight_gb, rack_sram_gb (``rack_chips`` x the chip's SRAM), capacity_chips
+        (`lpu.sram.chips_needed`: the capacity bound, reserve included), fits (a plan on ``rack_chips`` chips places every
+        chip's share), plan, tok_s (per user; NaN where it does not fit).
     """
     if not isinstance(rack_chips, (int, np.integer)) or isinstance(rack_chips, bool) or rack_chips < 1:
         raise ValueError(f"rack_chips must be a positive integer, got {rack_chips!r}")
