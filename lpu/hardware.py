@@ -318,6 +318,88 @@ LPU_V1 = ChipSpec(
     ),
 )
 
+# ---- what-if LPU generations ---------------------------------------------------------------------------------------
+# Not products: chips one could build, for notebooks/07_design_space.ipynb. Each is v1 with some fields changed; every
+# field's source says which: "WHAT-IF: ..." (the new value's source, or the assumption behind it) or "as lpu-v1: ...".
+# Press figures for NVIDIA's Groq 3 LPU (GTC keynote, 16 Mar 2026) are secondary reports of a keynote, not a datasheet.
+_WHATIF = "WHAT-IF, not a product"
+
+
+def _what_if(name: str, summary: str, ranges: dict | None = None, **changes: tuple) -> ChipSpec:
+    """v1 with ``changes`` (field=(value, source)); the other fields and their sources (and ranges) are v1's, labelled so."""
+    ranges = ranges or {}
+    kept = [f.name for f in dataclasses.fields(ChipSpec) if f.name not in ("name", "source", "sources", "ranges", *changes)]
+    sources = {f: f"as lpu-v1: {LPU_V1.source_of(f)}" for f in kept}
+    sources.update({f: f"WHAT-IF: {src}" for f, (_, src) in changes.items()})
+    v1_ranges = {f: r for f, r in LPU_V1.ranges if f not in changes}
+    v1_ranges = {f: Range(r.low, r.nominal, r.high, f"as lpu-v1: {r.source}") for f, r in v1_ranges.items()}
+    return dataclasses.replace(LPU_V1, name=name, source=f"{_WHATIF}: {summary}", sources=tuple(sources.items()),
+                               ranges=tuple({**v1_ranges, **ranges}.items()), **{f: v for f, (v, _) in changes.items()})
+
+
+_GTC26 = ("GTC 2026 keynote (16 Mar 2026) as reported by the press (e.g. voice.lapaas.com 'NVIDIA debut Groq 3 LPU chip', "
+          "17 Mar 2026; Gate News, 17 Mar 2026)")
+_LPX_CHIPS = 256  # Groq 3 LPX rack: 256 LPUs in 32 trays of 8 (GTC 2026 reports)
+_LPX_FP8_OPS_PER_S = 315e15  # per LPX rack, FP8 (GTC 2026 reports)
+_LPX_SCALE_UP_Bps = 640 * TB  # per LPX rack, chip-to-chip "scale-up bandwidth" (GTC 2026 reports; direction not stated)
+_SF4_SRAM_BYTES = 500e6  # per Groq 3 LPU (GTC 2026 reports: "500 MB of on-chip SRAM")
+_SF4_WORDS = -(-int(_SF4_SRAM_BYTES) // (LPU_V1.mem_slices * LPU_V1.word_bytes))  # v1's 88 slices, deeper: 17,756 words
+_SF4_PEAK = _LPX_FP8_OPS_PER_S / _LPX_CHIPS  # 1.23 POPS a chip
+_SF4_CLOCK_HZ = _SF4_PEAK / (2 * LPU_V1.mxm_macs_per_cycle)  # the clock at which v1's MXM gives that peak: 1.50 GHz
+_SF4_C2C_Bps = _LPX_SCALE_UP_Bps / _LPX_CHIPS / 2  # per chip per direction, if 640 TB/s counts both directions as NVLink's totals do
+
+LPU_WHATIF_4NM = _what_if(
+    "lpu-whatif-4nm",
+    "a v1 successor on Samsung's 4 nm with the SRAM, peak, clock and chip-to-chip bandwidth that press reports of NVIDIA's "
+    "Groq 3 LPU imply; floorplan, 64 streams, 300 ns hops, power and card price kept from v1 (assumptions)",
+    ranges=dict(c2c_bandwidth_Bps=Range(_SF4_C2C_Bps, _SF4_C2C_Bps, 2 * _SF4_C2C_Bps,
+                                        f"WHAT-IF: {_GTC26}: 640 TB/s per 256-LPU rack; 1.25 TB/s per direction if that counts both "
+                                        "directions (nominal), 2.5 TB/s if it counts one")),
+    process=("Samsung SF4X 4 nm", "Groq / Samsung Foundry announcement, 15 Aug 2023 (next-generation LPU on Samsung 4 nm, Taylor, Texas); "
+             f"{_GTC26}: Groq 3 LPU on SF4X"),
+    mem_words_per_slice=(_SF4_WORDS, f"{_GTC26}: 500 MB of SRAM per LPU; assumption: v1's 88 MEM slices of 320-byte words, each "
+                                     f"deeper (500 MB / (88 x 320 B) = {_SF4_WORDS:,} words)"),
+    peak_int8_ops_per_s=(_SF4_PEAK, f"derived: {_GTC26}: 315 PFLOPS FP8 per 256-LPU LPX rack = 1.23 POPS per chip"),
+    peak_fp16_flops_per_s=(_SF4_PEAK * LPU_V1.peak_fp16_flops_per_s / LPU_V1.peak_int8_ops_per_s,
+                           "assumption: v1's fp16/int8 peak ratio (188/750) kept"),
+    clock_hz=(_SF4_CLOCK_HZ, "derived assumption: the clock at which v1's 409,600-MAC MXM gives the reported 1.23 POPS (1.50 GHz); "
+                             "no clock published"),
+    peak_clock_hz=(_SF4_CLOCK_HZ, "as clock_hz"),
+    sram_bandwidth_Bps=(150 * TB, f"{_GTC26}: 150 TB/s per LPU (a marketing aggregate like v1's 80 TB/s; the physics streams "
+                                  "64 x 320 B a cycle)"),
+    c2c_bandwidth_Bps=(_SF4_C2C_Bps, f"derived: {_GTC26}: 640 TB/s scale-up bandwidth per 256-LPU rack = 2.5 TB/s per chip, halved on "
+                                     "the assumption that it counts both directions as NVIDIA's NVLink totals do"),
+    c2c_lane_bps=(_SF4_C2C_Bps * 8 / (LPU_V1.c2c_links * LPU_V1.c2c_lanes_per_link),
+                  "derived: c2c_bandwidth_Bps over v1's 16 links x 4 lanes (assumption: v1's link count)"),
+    host_link_Bps=(PCIE5_X16_Bps, "assumption: PCIe Gen5 x16 (PCI-SIG PCIe 5.0), the host link of 2024-26 accelerators"),
+    mem_slices=(LPU_V1.mem_slices, "assumption: v1's 88 MEM slices kept, each deeper to hold the reported 500 MB (mem_words_per_slice)"),
+    c2c_hop_latency_s=(LPU_V1.c2c_hop_latency_s, "assumption: v1's ~300 ns (SHIP §4.1) kept; faster SerDes need FEC, which adds "
+                                                 "latency rather than removing it"),
+    card=("one chip per card (assumption)", "assumption: packaged one chip per card as v1; LPX is sold as racks"),
+    card_price_usd=(LPU_V1.card_price_usd, "assumption: v1's ~$20,000 card price (isopack blog, Feb 2024) carried over; no Groq 3 "
+                                           "price published"),
+)
+
+LPU_WHATIF_STACKED = _what_if(
+    "lpu-whatif-stacked-sram",
+    "v1 with twice its SRAM (a second SRAM layer stacked on the die); every other field is v1's",
+    mem_words_per_slice=(2 * LPU_V1.mem_words_per_slice,
+                         "assumption: a stacked SRAM die doubling each MEM slice's addresses, as AMD's 3D V-Cache stacks a 64 MB "
+                         "SRAM die on a 7 nm CCD (AMD, Ryzen 7 5800X3D, 2022); no such LPU exists"),
+    mem_slices=(LPU_V1.mem_slices, "assumption: v1's 88 MEM slices, each twice as deep (mem_words_per_slice)"),
+    card_price_usd=(LPU_V1.card_price_usd, "assumption: v1's ~$20,000 card price (isopack blog, Feb 2024), though a stacked die "
+                                           "costs more"),
+)
+
+LPU_WHATIF_FAST_HOPS = _what_if(
+    "lpu-whatif-fast-hops",
+    "v1 with chip-to-chip hops a third as long (100 ns); every other field is v1's",
+    c2c_hop_latency_s=(LPU_V1.c2c_hop_latency_s / 3,
+                       "assumption: a third of v1's ~300 ns (SHIP §4.1), a sensitivity case for the physics' largest part at scale "
+                       "(the all-reduces); no source gives an LPU hop this short"),
+)
+WHAT_IFS = (LPU_WHATIF_4NM, LPU_WHATIF_STACKED, LPU_WHATIF_FAST_HOPS)
+
 GROQ_NODE = NodeSpec(
     name="groqnode",
     chips=8,
@@ -367,7 +449,7 @@ H200 = GPUSpec("h200", "141 GB HBM3e", 141 * GiB, 4.8 * TB, 989e12, 1979e12, 197
                               nvlink_bandwidth_Bps=_NVLINK.format(links=18, one=450, total=900, src="NVIDIA H200 product page")))
 
 Spec = Union[ChipSpec, NodeSpec, RackSpec, GPUSpec]
-REGISTRY: dict[str, Spec] = {s.name: s for s in (LPU_V1, GROQ_NODE, GROQ_RACK, A100, H100, H200)}
+REGISTRY: dict[str, Spec] = {s.name: s for s in (LPU_V1, *WHAT_IFS, GROQ_NODE, GROQ_RACK, A100, H100, H200)}
 ALIASES = {"lpu": "lpu-v1", "groqchip": "lpu-v1", "tsp": "lpu-v1", "a100-80gb": "a100", "h100-sxm": "h100", "h200-sxm": "h200"}
 
 

@@ -529,3 +529,89 @@ def speculative_speedup(curve: pd.DataFrame, measured: tuple[float, float] | Non
     ax.set(xlabel="per-token acceptance a", ylabel="speed-up over plain decoding", title=f"speculative decoding, k = {k}")
     ax.legend(fontsize=8)
     return ax
+
+
+# ---- the design space (notebooks/07_design_space.ipynb) -------------------------------------------------------------
+
+DESIGN_COLOURS = {"lpu-v1": SYSTEM_COLOURS["lpu-v1"], "lpu-whatif-4nm": "C4", "lpu-whatif-stacked-sram": "C5", "lpu-whatif-fast-hops": "C6",
+                  **{k: v for k, v in SYSTEM_COLOURS.items() if k != "lpu-v1"}}
+_USER_MARKERS = {1: "o", 8: "s", 32: "^", 128: "D"}
+
+
+def design_space(df: pd.DataFrame, model: str, front: pd.DataFrame | None = None, min_speed: float | None = None, point=None, ax=None):
+    """Output speed per user against cost per million tokens for every configuration of ``model`` that runs (rows of
+    `lpu.design.load`), colour by system, marker by users; the Pareto front (`lpu.design.pareto_front`) as a line, a per-user
+    speed target as a dashed line, and ``point`` = (cost, speed, label) as a star (``notebooks/07_design_space.ipynb``)."""
+    from matplotlib.lines import Line2D
+
+    ax = _ax(ax, (8, 4.6))
+    d = df[(df.model == model) & df.error.isna()]
+    if d.empty:
+        raise ValueError(f"no configuration of {model!r} ran in df; models there: {', '.join(sorted(df.model.unique()))}")
+    for (system, users), g in d.groupby(["system", "users"]):
+        v1 = system == "lpu-v1"  # drawn hollow and on top: the stacked-SRAM what-if gives the same point wherever v1 fits
+        ax.scatter(g.usd_per_m_tokens, g.output_tokens_per_s, marker=_USER_MARKERS.get(users, "x"), s=40 if v1 else 22, zorder=3 if v1 else 2,
+                   facecolors="none" if v1 else DESIGN_COLOURS.get(system, "k"), edgecolors=DESIGN_COLOURS.get(system, "k"),
+                   alpha=0.9 if v1 else 0.7, lw=1.2 if v1 else 0)
+    if front is not None and len(front):
+        f = front.sort_values("usd_per_m_tokens")
+        ax.step(f.usd_per_m_tokens, f.output_tokens_per_s, where="post", color="k", lw=1.2, alpha=0.8)
+    if min_speed is not None:
+        ax.axhline(min_speed, color="k", ls="--", lw=0.9)
+    if point is not None:
+        ax.scatter([point[0]], [point[1]], marker="*", s=260, color="gold", edgecolor="k", zorder=5)
+        ax.annotate(point[2], (point[0], point[1]), xytext=(8, 6), textcoords="offset points", fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="cost per million output tokens (USD, log)", ylabel="output speed per user (tok/s, log)",
+           title=f"{model}: every configuration that runs")
+    _plain_log_ticks(ax)
+    systems = [s for s in DESIGN_COLOURS if s in set(d.system)]
+    handles = [Line2D([], [], color=DESIGN_COLOURS[s], marker="o", ls="", mfc="none" if s == "lpu-v1" else DESIGN_COLOURS[s]) for s in systems]
+    handles += [Line2D([], [], color="grey", marker=m, ls="") for u, m in _USER_MARKERS.items() if u in set(d.users)]
+    labels = systems + [f"{u} user(s)" for u in _USER_MARKERS if u in set(d.users)]
+    if front is not None and len(front):
+        handles.append(Line2D([], [], color="k", lw=1.2))
+        labels.append("Pareto front")
+    if min_speed is not None:
+        handles.append(Line2D([], [], color="k", ls="--", lw=0.9))
+        labels.append(f"target {min_speed:g} tok/s per user")
+    ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return ax
+
+
+def _plain_log_ticks(ax):
+    """Log axes ticked at 1, 2, 5 x 10^k and labelled as plain numbers."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(plt.NullFormatter())
+
+
+def cheapest_by_system(cheap: pd.DataFrame, min_speed: float, ax=None):
+    """The cheapest configuration per model and system at a per-user speed target (`lpu.design.cheapest_at_speed`): cost per
+    million tokens with its low-high range, bars grouped by model, the chip count written on each (``notebooks/07_design_space.ipynb``)."""
+    ax = _ax(ax, (10, 4))
+    model_names = list(dict.fromkeys(cheap.model))
+    systems = [s for s in DESIGN_COLOURS if s in set(cheap.system)]
+    width = 0.8 / max(len(systems), 1)
+    labelled = set()
+    for j, system in enumerate(systems):
+        for i, model in enumerate(model_names):
+            r = cheap[(cheap.model == model) & (cheap.system == system)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            x = i + (j - (len(systems) - 1) / 2) * width
+            err = [[r.usd_per_m_tokens - r.usd_per_m_tokens_low], [r.usd_per_m_tokens_high - r.usd_per_m_tokens]]
+            ax.bar(x, r.usd_per_m_tokens, width, color=DESIGN_COLOURS[system], label=None if system in labelled else system)
+            labelled.add(system)
+            ax.errorbar(x, r.usd_per_m_tokens, yerr=err, color="k", lw=0.8, capsize=2)
+            ax.annotate(f"x{int(r.chips)}", (x, r.usd_per_m_tokens_high), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=6, rotation=90)
+    ax.set_xticks(range(len(model_names)), model_names)
+    ax.set(yscale="log", xlabel="model", ylabel="cost per million output tokens (USD, log)",
+           title=f"Cheapest configuration at >= {min_speed:g} tok/s per user (bars: nominal; whiskers: low-high; chips above)")
+    ax.set_ylim(top=ax.get_ylim()[1] * 3)  # room for the chip counts above the whiskers
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return ax

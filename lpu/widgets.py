@@ -181,3 +181,41 @@ def voice_explorer(silence_timer_s: float = 0.5, search: bool = False):
             _show(first)
 
     return _explorer([[silence_w, asr_w, tts_w], [net_w, first_w, search_w]], out, update, first)
+
+
+def design_explorer(model: str = "llama2-70b", system: str = "lpu-whatif-4nm", chips: int = 576, users: int = 32, precision: str = "int8"):
+    """Model, system (LPU generation or GPU), chips, users, precision, system term -> a live `lpu.simulate` with its cost,
+    starred on the design-space CSV's cloud for that model (``notebooks/07_design_space.ipynb``)."""
+    from . import design, metrics
+    from .system import simulate
+
+    df = design.load()
+    model_w = w.Dropdown(options=list(design.MODELS), value=model, description="model")
+    system_w = w.Dropdown(options=list(design.LPU_SYSTEMS + design.GPU_SYSTEMS), value=system, description="system")
+    prec_w = w.Dropdown(options=list(dict.fromkeys(design.LPU_PRECISIONS + ("int4",) + design.GPU_PRECISIONS)), value=precision, description="precision")
+    chips_w = w.IntText(value=chips, description="chips")
+    users_w = w.IntSlider(value=users, min=1, max=256, description="users", continuous_update=False)
+    term_w = w.Dropdown(options=[("v1 term, in seconds", False), ("v1 term scaled with the clock", True)], value=False, description="LPU term",
+                        style={"description_width": "initial"})
+    out = w.Output()
+    first: dict = {}
+
+    def update(*_):
+        lpu_chip = isinstance(hardware.get(system_w.value), hardware.ChipSpec)
+        op_s = design.clock_scaled_op_s(system_w.value) if lpu_chip and term_w.value else None
+        with out:
+            out.clear_output(wait=True)
+            try:
+                r = simulate(model_w.value, system=system_w.value, chips=chips_w.value, precision=prec_w.value, users=users_w.value,
+                             ranges=False, system_op_s=op_s)
+            except ValueError as e:
+                print(f"does not work: {e}")
+                return
+            cost = metrics.cost_per_million_tokens_from(r)
+            print(f"{r.system} x{r.chips} ({r.plan.describe() if lpu_chip else r.precision_label}), {r.users} user(s): "
+                  f"{r.output_tokens_per_s:,.0f} tok/s per user, {r.system_tokens_per_s:,.0f} tok/s in all, ${cost:,.2f} per million tokens")
+            plots.design_space(df, model_w.value, front=design.pareto_front(df[df.model == model_w.value]),
+                               point=(cost, r.output_tokens_per_s, f"{r.system} x{r.chips}, {r.users} users"))
+            _show(first)
+
+    return _explorer([[model_w, system_w, prec_w], [chips_w, users_w, term_w]], out, update, first)
