@@ -65,56 +65,56 @@ def generation(target: Engine, tokens: int, **kw) -> tuple[float, float, int, in
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 6, 7])
     args = ap.parse_args(argv)
     target, draft = Engine.default(), Engine.default("draft")
     pos = len(target.tokenizer.encode(PROMPTS[0])) + args.tokens // 2  # the mean position of a generation
     generation(target, 8), generation(target, 8, draft=draft, draft_tokens=2)  # compile / warm up
-    t_target, t_draft, t_verify = [], [], {k: [] for k in args.ks}
-    plain, spec, stats = [], {k: [] for k in args.ks}, {}
-    for _ in range(args.repeats):  # interleaved: a change of load hits every figure alike
-        t_target.append(pass_seconds(target, 1, pos))
-        t_draft.append(pass_seconds(draft, 1, pos))
+    rounds = []  # per round, every figure in units of that round's t_target: a change of load hits a round's figures alike
+    for _ in range(args.repeats):
+        tt = pass_seconds(target, 1, pos)
+        r = {"tt": tt, "td": pass_seconds(draft, 1, pos) / tt}
         for k in args.ks:
-            t_verify[k].append(pass_seconds(target, k + 1, pos))
+            r["tv", k] = pass_seconds(target, k + 1, pos) / tt
         wall, cpu, n, *_, plain_ids = generation(target, args.tokens)
-        plain.append((wall / n, cpu / n))
+        r["tp"], tp_wall = cpu / n / tt, wall / n
         for k in args.ks:
-            wall, cpu, n, steps, acc, rej, ids = generation(target, args.tokens, draft=draft, draft_tokens=k)
-            spec[k].append((wall, cpu))
-            stats[k] = (n, steps, acc, rej, ids == plain_ids)
+            wall2, cpu2, n2, steps, acc, rej, ids = generation(target, args.tokens, draft=draft, draft_tokens=k)
+            r["step", k] = cpu2 / steps / tt
+            r["cpu", k], r["wall", k] = r["tp"] * tt * n2 / cpu2, tp_wall * n2 / wall2  # measured speed-ups
+            r["stats", k] = (n2, steps, acc, rej, ids == plain_ids)
+        rounds.append(r)
     load = os.getloadavg()
-    tt, td = min(t_target), min(t_draft)
-    tp_wall, tp = min(w for w, _ in plain), min(c for _, c in plain)
+
+    def med(key):
+        return float(np.median([r[key] for r in rounds]))
+
+    tt_us = min(r["tt"] for r in rounds) * 1e6
     print(f"bundled model ({target.config.n_params:,} params) + bundled draft ({draft.config.n_params:,}), greedy, {len(PROMPTS)} prompts x "
-          f"{args.tokens} tokens, one thread, best of {args.repeats}; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-    print(f"CPU time: t_target (a pass over 1 position) {tt * 1e6:.0f} us; t_draft {td * 1e6:.1f} us = {td / tt:.3f} t_target; "
-          f"t_plain (a plain token, events included) {tp * 1e6:.0f} us (wall {tp_wall * 1e6:.0f} us)")
-    print("t_verify: a target pass over k + 1 positions; overhead: a measured step's CPU time beyond its passes; model: "
-          "E t_plain / (k t_draft + t_verify [+ overhead])")
-    print(f"{'k':>3s} {'a':>6s} {'E':>5s} {'E meas':>6s} {'t_verify us':>11s} {'/t_target':>9s} {'k t_draft us':>12s} {'overhead us':>11s} "
+          f"{args.tokens} tokens, one thread, {args.repeats} interleaved rounds; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"CPU time, median over rounds in units of the round's t_target (a pass over 1 position; best {tt_us:.0f} us): "
+          f"t_draft {med('td'):.3f}, t_plain (a plain token, events included) {med('tp'):.2f}")
+    print("t_verify: a target pass over k + 1 positions; overhead: a measured step's CPU time beyond its k + 1 passes;\n"
+          "model: E t_plain / (k t_draft + t_verify [+ overhead]); measured: plain time / speculative time, CPU and wall")
+    print(f"{'k':>3s} {'a':>6s} {'E':>5s} {'E meas':>6s} {'t_verify':>8s} {'k t_draft':>9s} {'overhead':>8s} "
           f"{'model no ovh':>12s} {'model':>6s} {'meas CPU':>8s} {'meas wall':>9s}  same tokens")
-    need = {}
+    fit = {}
     for k in args.ks:
-        n, steps, acc, rej, same = stats[k]
+        n, steps, acc, rej, same = rounds[-1]["stats", k]
         a = acc / (acc + rej)
         e = (1 - a ** (k + 1)) / (1 - a)
-        tv = min(t_verify[k])
-        overhead = min(c for _, c in spec[k]) / steps - k * td - tv
-        need[k] = (e, overhead)
-        print(f"{k:3d} {a:6.3f} {e:5.2f} {n / steps:6.2f} {tv * 1e6:11.0f} {tv / tt:9.2f} {k * td * 1e6:12.0f} {overhead * 1e6:11.0f} "
-              f"{e * tp / (k * td + tv):12.2f} {e * tp / (k * td + tv + overhead):6.2f} {tp * n / min(c for _, c in spec[k]):8.2f} "
-              f"{tp_wall * n / min(w for w, _ in spec[k]):9.2f}  {same}")
+        td, tv, tp = med("td"), med(("tv", k)), med("tp")
+        overhead = med(("step", k)) - k * td - tv
+        fit[k] = (e, td, tp, overhead)
+        print(f"{k:3d} {a:6.3f} {e:5.2f} {n / steps:6.2f} {tv:8.2f} {k * td:9.2f} {overhead:8.2f} {e * tp / (k * td + tv):12.2f} "
+              f"{e * tp / (k * td + tv + overhead):6.2f} {med(('cpu', k)):8.2f} {med(('wall', k)):9.2f}  {same}")
     ratios = (1.0, 1.25, 1.5, 2.0)
-    print("\nthe model's speed-up were a (k+1)-position pass r times a 1-position pass (measured a, t_draft, overhead); "
-          "r for 1.5x")
+    print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")
     print(f"{'k':>3s} " + " ".join(f"{'r=' + format(r, 'g'):>7s}" for r in ratios) + f" {'r for 1.5x':>10s}")
-    for k in args.ks:
-        e, overhead = need[k]
-        print(f"{k:3d} " + " ".join(f"{e * tp / (k * td + r * tt + overhead):7.2f}" for r in ratios)
-              + f" {(e * tp / 1.5 - k * td - overhead) / tt:10.2f}")
+    for k, (e, td, tp, overhead) in fit.items():
+        print(f"{k:3d} " + " ".join(f"{e * tp / (k * td + r + overhead):7.2f}" for r in ratios) + f" {e * tp / 1.5 - k * td - overhead:10.2f}")
 
 
 if __name__ == "__main__":

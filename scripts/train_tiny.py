@@ -621,7 +621,7 @@ Greedy decoding (temperature 0) with torch, from BOS plus the prompt encoded as 
 # =================================================================================================
 # 2 layers of dim 64: ~0.13M parameters (0.5 MB in fp32), ~13x fewer multiply-adds per token than the
 # bundled model. Distillation needs a forward pass of the teacher per batch, so batches are half as big.
-# 1200 steps (~0.9 epoch): twice the first recipe's 600, which left the draft at acceptance 0.52-0.57 (DRAFT.md's table now).
+# 1200 steps (~0.9 epoch): twice the first recipe's 600, which left the draft at acceptance 0.53-0.57 (DRAFT.md's table has this recipe's).
 DRAFT = Recipe(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, steps=1200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=100)
 DRAFT_PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be", "KING HENRY.\n", "First Citizen:\nBefore we proceed")
 DRAFT_K = 4
