@@ -10,12 +10,14 @@ E tokens; plain decoding costs one target pass per token. So
     speed-up = E * t_plain / (k * t_draft + t_verify(k + 1) + overhead),
     E = (1 - a**(k + 1)) / (1 - a)  (a: the share of proposals the target accepts),
 
-with t_plain the plain wall time per token. Measured in one run, interleaved, best of
-``--repeats``: t_target and t_verify (``kernels._forward`` at the generation's mean
-position, one call each), t_draft (the same, the draft, one position), then plain and
-speculative generation; the overhead is what a measured speculative step costs beyond
-its passes. The table prints each term and the speed-up the model predicts with and
-without the overhead, beside the measured one; ``uptime``'s load is printed with it.
+with t_plain the plain time per token. Measured in ``--repeats`` interleaved rounds, each in
+CPU time (this thread's: other jobs on a shared machine stretch wall time much more) and in units
+of that round's t_target, a `kernels._forward` pass over one position at the generation's mean
+position: t_verify (a pass over k + 1 positions), t_draft (the draft, one position), then plain and
+speculative generation; the overhead is what a measured speculative step costs beyond its k + 1
+passes; each figure is the median over the rounds. The table prints each term and the speed-up the
+model predicts with and without the overhead beside the measured one (CPU and wall), then what the
+model gives were t_verify r t_target, and the r that 1.5x needs; ``uptime``'s load is printed with it.
 """
 
 from __future__ import annotations
