@@ -1,6 +1,6 @@
 """The cost model of speculative decoding on this CPU, measured, beside the wall speed-up (a script, not a test).
 
-    .venv/bin/python benchmarks/speculative.py [--repeats 7] [--tokens 200] [--ks 1 2 3 4 6]
+    .venv/bin/python benchmarks/speculative.py [--repeats 9] [--tokens 200] [--ks 1 2 3 4 6 7]
 
 Greedy decoding of the bundled model (``Engine.default()``) with its bundled draft
 (``Engine.default("draft")``) over the bundled prompts. A step of speculative decoding
