@@ -11,6 +11,12 @@ token d with probability min(1, p(d) / q(d)), else draw from the normalised
 max(0, p - q), which leaves the target's distribution p unchanged.
 `acceptance_rate` measures how often the target accepts. Introduced in
 ``notebooks/03_token_generation.ipynb``.
+
+Greedy on one chip, whole steps (the draft's k forward passes and argmaxes, the
+target's verification, the comparison) run in one compiled call, several steps
+per call (`BURST_S`): with a draft ~13x smaller than the target, Python between
+the passes would cost more than the draft's arithmetic. The cost model is
+measured by ``benchmarks/speculative.py``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,66 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numba
 import numpy as np
 
 from . import kernels
+
+# A burst of greedy steps runs in one compiled call; bursts double from one step until a call takes about this
+# long: the first token comes after one step, later ones in bursts short enough that the stream looks continuous.
+BURST_S = 2e-3
+_LOGITS = 24  # index of the logits buffer in `_model_args`
+
+
+def _model_args(engine) -> tuple:
+    """The arguments of ``kernels._forward`` that belong to one single-chip Engine, in its order (after tokens,
+    pos0, n_logits; before n_chunks): weights, KV caches, RoPE tables, eps, n_kv_heads, buffers, logits."""
+    c = engine.config
+    return (engine.embedding, engine.rms_att, engine.rms_ffn, engine.rms_final, engine._W, engine._S, engine._wcls, engine._scls,
+            engine.k_cache, engine.v_cache, engine.rope_cos, engine.rope_sin, c.norm_eps, c.n_kv_heads, *engine._bufs, engine.logits)
+
+
+@kernels._jit
+def _greedy_burst(seq, n, draft_len, n_left, k, max_steps, stop_a, stop_b, work, flags, D, T, d_chunks, t_chunks):
+    """Up to ``max_steps`` greedy speculative steps, compiled: ``seq`` (int64) holds the text, its first ``n``
+    tokens so far; the target's KV cache holds positions 0..n-2, the draft's 0..draft_len-1. New tokens go to
+    seq[n:], ``flags`` says for each 1 (drafted and accepted), 2 (the target's in place of a rejected draft
+    token) or 0 (the target's after k accepted). D, T: `_model_args` of the draft and the target; ``work``
+    (int64, >= k + 1). Stops after ``n_left`` tokens or at a stop token (included). Returns (tokens written,
+    the draft's new draft_len)."""
+    out = 0
+    for _ in range(max_steps):
+        if out >= n_left:
+            break
+        m = n + out
+        kk = min(k, n_left - out - 1)  # the target adds one token of its own
+        if kk > 0:
+            kernels._forward(seq[draft_len:m], draft_len, 1, *D, d_chunks)  # the draft catches up with the accepted text
+            work[1] = np.argmax(D[_LOGITS][0])
+            for j in range(1, kk):
+                kernels._forward(work[j:j + 1], m + j - 1, 1, *D, d_chunks)
+                work[j + 1] = np.argmax(D[_LOGITS][0])
+            draft_len = m + kk - 1  # the last proposal is not fed (yet)
+        work[0] = seq[m - 1]
+        kernels._forward(work[:kk + 1], m - 1, kk + 1, *T, t_chunks)  # row j: the target's next token after proposal[:j]
+        acc = 0
+        while acc < kk:
+            t = np.argmax(T[_LOGITS][acc])
+            seq[m + acc] = t
+            if t != work[acc + 1]:
+                flags[out + acc] = 2
+                break
+            flags[out + acc] = 1
+            acc += 1
+        if acc == kk:  # every proposal accepted: one more token from the last row
+            seq[m + kk] = np.argmax(T[_LOGITS][kk])
+            flags[out + kk] = 0
+        draft_len = min(draft_len, m + acc)  # the draft's cache is good up to the accepted text
+        for j in range(acc + 1):
+            if seq[m + j] == stop_a or seq[m + j] == stop_b:
+                return out + j + 1, draft_len
+        out += acc + 1
+    return out, draft_len
 
 
 def check_draft(target, draft, draft_tokens: int) -> None:
@@ -46,6 +109,9 @@ def stream(target, draft, k: int, ids: list[int], n_new: int, temperature: float
     the text so far; the target's KV cache holds positions 0..len(seq)-2 (its last token is fed by the
     next verification), the draft's holds 0..draft_len-1.
     """
+    if temperature == 0 and target.shards is None and draft.shards is None and target.trace is None and draft.trace is None:
+        yield from _greedy_stream(target, draft, k, ids, n_new, t_sim)
+        return
     rng = np.random.default_rng(seed)
     greedy = temperature == 0
     t0 = time.perf_counter()
@@ -98,6 +164,44 @@ def stream(target, draft, k: int, ids: list[int], n_new: int, temperature: float
             yield (token, target.tokenizer.decode(seq[-1], token), len(seq), float(t_sim[emitted]), time.perf_counter() - t0,
                              drafted, rejected)
             seq.append(token)
+            emitted += 1
+
+
+def _greedy_stream(target, draft, k: int, ids: list[int], n_new: int, t_sim) -> Iterator[tuple]:
+    """`stream` for greedy decoding on one chip: bursts of whole steps in `_greedy_burst`, the same tokens and flags."""
+    t0 = time.perf_counter()
+    if n_new == 0:
+        return
+    n = len(ids)
+    seq = np.zeros(n + n_new, np.int64)
+    seq[:n] = ids
+    work, flags = np.zeros(k + 1, np.int64), np.zeros(n_new, np.int8)
+    if n > 1:  # the prompt but its last token, in chunks: the burst's catch-up is then at most 2 tokens (a chunk's rows)
+        target._feed(ids[:-1], 0, 0)
+        draft._feed(ids[:-1], 0, 0)
+    D, T = _model_args(draft), _model_args(target)
+    chunks = [1 if e.threads == 1 else 4 * e.threads for e in (draft, target)]  # as Engine._feed cuts its kernels
+    threads = max(draft.threads, target.threads)
+    bos, eos = target.tokenizer.bos_id, target.tokenizer.eos_id
+    decode = target.tokenizer.decode
+    draft_len, emitted, steps, prev = n - 1, 0, 1, ids[-1]
+    while emitted < n_new:
+        saved = numba.get_num_threads() if threads > 1 else 1
+        if saved != threads:
+            numba.set_num_threads(threads)
+        try:
+            c0 = time.perf_counter()
+            got, draft_len = _greedy_burst(seq, n + emitted, draft_len, n_new - emitted, k, steps, bos, eos, work, flags, D, T, *chunks)
+            if time.perf_counter() - c0 < BURST_S / 2 and steps < 64:
+                steps *= 2
+        finally:
+            if saved != threads:
+                numba.set_num_threads(saved)
+        for token, flag in zip(seq[n + emitted:n + emitted + got].tolist(), flags[:got].tolist()):
+            if token == bos or token == eos:
+                return
+            yield token, decode(prev, token), n + emitted, float(t_sim[emitted]), time.perf_counter() - t0, flag == 1, flag == 2
+            prev = token
             emitted += 1
 
 

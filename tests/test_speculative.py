@@ -1,9 +1,10 @@
 """Speculative decoding with real weights: the bundled model verifying its bundled draft."""
 
+import numba
 import numpy as np
 import pytest
 
-from lpu import checkpoint
+from lpu import checkpoint, speculative
 from lpu.runtime import Engine, acceptance_rate
 
 PROMPTS = ("ROMEO:", "Friends, Romans, countrymen")
@@ -104,3 +105,48 @@ def test_bad_speculative_arguments_get_clear_errors(pair, tmp_path):
     other = Engine(draft.checkpoint, checkpoint.Tokenizer(pieces, target.tokenizer.scores))
     with pytest.raises(ValueError, match="another tokenizer"):
         target.generate("x", 5, draft=other)
+
+
+def _events(target, draft, prompt, n, k, **kw):
+    return [(e.token_id, e.text, e.position, e.drafted, e.rejected) for e in target.generate(prompt, n, draft=draft, draft_tokens=k, **kw)]
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_compiled_greedy_steps_match_the_python_steps(pair, k, monkeypatch):
+    """Greedy on one chip runs whole steps in `speculative._greedy_burst`; with a trace the Python loop runs instead:
+    the same tokens, texts, positions and drafted/rejected flags, for short and long runs and a BOS-only prompt."""
+    target, draft = pair
+    calls, burst = [], speculative._greedy_burst
+    monkeypatch.setattr(speculative, "_greedy_burst", lambda *a: calls.append(a[5]) or burst(*a))
+    for prompt, n in (("ROMEO:", 150), ("", 60), ("To be, or not to be", 1), ("KING HENRY.\n", 2), ("KING HENRY.\n", k + 1)):
+        calls.clear()
+        fast = _events(target, draft, prompt, n, k)
+        assert calls and sum(calls) >= len([e for e in fast if not e[3]])  # a step per token of the target's own, in bursts
+        target.trace = []
+        try:
+            slow = _events(target, draft, prompt, n, k)
+        finally:
+            target.trace = None
+        assert fast == slow, (prompt, n)
+        assert len(fast) == n
+
+
+def test_compiled_greedy_steps_stop_at_eos_like_plain_decoding(pair):
+    target, draft = pair
+    plain = [e.token_id for e in target.generate("ROMEO:", 60)]
+    tok = checkpoint.Tokenizer(target.tokenizer.pieces, target.tokenizer.scores)
+    tok.eos_id = plain[37]  # a token the greedy text reaches: decoding must end just before it
+    stopped = Engine(target.checkpoint, tok)
+    want = [e.token_id for e in stopped.generate("ROMEO:", 60)]
+    assert want == plain[:plain.index(plain[37])]
+    for k in (1, 4):
+        assert [t for t, *_ in _events(stopped, draft, "ROMEO:", 60, k)] == want
+
+
+def test_compiled_greedy_steps_with_int8_weights_and_two_threads(pair):
+    """Another storage precision and a threaded draft: still exactly the target's greedy tokens."""
+    target, draft = pair
+    t8 = Engine(target.checkpoint, target.tokenizer, precision="int8")
+    d2 = Engine(draft.checkpoint, draft.tokenizer, threads=2) if numba.config.NUMBA_NUM_THREADS >= 2 else draft
+    plain = [e.token_id for e in t8.generate("Friends, Romans, countrymen", 100)]
+    assert [t for t, *_ in _events(t8, d2, "Friends, Romans, countrymen", 100, 4)] == plain

@@ -1,0 +1,123 @@
+"""The cost model of speculative decoding on this CPU, measured, beside the wall speed-up (a script, not a test).
+
+    .venv/bin/python benchmarks/speculative.py [--repeats 9] [--tokens 200] [--ks 1 2 3 4 6 7]
+
+Greedy decoding of the bundled model (``Engine.default()``) with its bundled draft
+(``Engine.default("draft")``) over the bundled prompts. A step of speculative decoding
+costs k draft passes, one target pass over k + 1 positions and some overhead, and emits
+E tokens; plain decoding costs one target pass per token. So
+
+    speed-up = E * t_plain / (k * t_draft + t_verify(k + 1) + overhead),
+    E = (1 - a**(k + 1)) / (1 - a)  (a: the share of proposals the target accepts),
+
+with t_plain the plain time per token. Measured in ``--repeats`` interleaved rounds, each in
+CPU time (this thread's: other jobs on a shared machine stretch wall time much more) and in units
+of that round's t_target, a `kernels._forward` pass over one position at the generation's mean
+position: t_verify (a pass over k + 1 positions), t_draft (the draft, one position), then plain and
+speculative generation; the overhead is what a measured speculative step costs beyond its k + 1
+passes; each figure is the median over the rounds. The table prints each term and the speed-up the
+model predicts with and without the overhead beside the measured one (CPU and wall), then what the
+model gives were t_verify r t_target, and the r that 1.5x needs; ``uptime``'s load is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from lpu import kernels  # noqa: E402
+from lpu.runtime import Engine  # noqa: E402
+from lpu.speculative import _model_args  # noqa: E402
+
+PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be")  # as benchmarks/kernels.py's speculative row
+
+
+def pass_seconds(engine: Engine, rows: int, pos: int, calls: int = 20) -> float:
+    """CPU seconds (this thread's) of one ``kernels._forward`` call over ``rows`` positions from ``pos`` (logits for every
+    row), mean of ``calls``. CPU time, not wall: other jobs on the machine stretch wall time, much less CPU time."""
+    args, tokens = _model_args(engine), np.full(rows, 5, np.int64)
+    chunks = 1 if engine.threads == 1 else 4 * engine.threads
+    t = time.thread_time()
+    for _ in range(calls):
+        kernels._forward(tokens, pos, rows, *args, chunks)
+    return (time.thread_time() - t) / calls
+
+
+def generation(target: Engine, tokens: int, **kw) -> tuple[float, float, int, int, int, int, list]:
+    """Wall and CPU seconds, tokens, steps, accepted and rejected proposals of greedy generation over `PROMPTS`, and the ids."""
+    wall = cpu = 0.0
+    n, steps, acc, rej, ids = 0, 0, 0, 0, []
+    for p in PROMPTS:
+        w, c = time.perf_counter(), time.thread_time()
+        events = list(target.generate(p, tokens, **kw))
+        wall, cpu = wall + time.perf_counter() - w, cpu + time.thread_time() - c
+        n += len(events)
+        steps += sum(not e.drafted for e in events)  # each step ends with one token of the target's own
+        acc += sum(e.drafted for e in events)
+        rej += sum(e.rejected for e in events)
+        ids.append([e.token_id for e in events])
+    return wall, cpu, n, steps, acc, rej, ids
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--tokens", type=int, default=200)
+    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 6, 7])
+    args = ap.parse_args(argv)
+    target, draft = Engine.default(), Engine.default("draft")
+    pos = len(target.tokenizer.encode(PROMPTS[0])) + args.tokens // 2  # the mean position of a generation
+    generation(target, 8), generation(target, 8, draft=draft, draft_tokens=2)  # compile / warm up
+    rounds = []  # per round, every figure in units of that round's t_target: a change of load hits a round's figures alike
+    for _ in range(args.repeats):
+        tt = pass_seconds(target, 1, pos)
+        r = {"tt": tt, "td": pass_seconds(draft, 1, pos) / tt}
+        for k in args.ks:
+            r["tv", k] = pass_seconds(target, k + 1, pos) / tt
+        wall, cpu, n, *_, plain_ids = generation(target, args.tokens)
+        r["tp"], tp_wall = cpu / n / tt, wall / n
+        for k in args.ks:
+            wall2, cpu2, n2, steps, acc, rej, ids = generation(target, args.tokens, draft=draft, draft_tokens=k)
+            r["step", k] = cpu2 / steps / tt
+            r["cpu", k], r["wall", k] = r["tp"] * tt * n2 / cpu2, tp_wall * n2 / wall2  # measured speed-ups
+            r["stats", k] = (n2, steps, acc, rej, ids == plain_ids)
+        rounds.append(r)
+    load = os.getloadavg()
+
+    def med(key):
+        return float(np.median([r[key] for r in rounds]))
+
+    tt_us = min(r["tt"] for r in rounds) * 1e6
+    print(f"bundled model ({target.config.n_params:,} params) + bundled draft ({draft.config.n_params:,}), greedy, {len(PROMPTS)} prompts x "
+          f"{args.tokens} tokens, one thread, {args.repeats} interleaved rounds; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"CPU time, median over rounds in units of the round's t_target (a pass over 1 position; best {tt_us:.0f} us): "
+          f"t_draft {med('td'):.3f}, t_plain (a plain token, events included) {med('tp'):.2f}")
+    print("t_verify: a target pass over k + 1 positions; overhead: a measured step's CPU time beyond its k + 1 passes;\n"
+          "model: E t_plain / (k t_draft + t_verify [+ overhead]); measured: plain time / speculative time, CPU and wall")
+    print(f"{'k':>3s} {'a':>6s} {'E':>5s} {'E meas':>6s} {'t_verify':>8s} {'k t_draft':>9s} {'overhead':>8s} "
+          f"{'model no ovh':>12s} {'model':>6s} {'meas CPU':>8s} {'meas wall':>9s}  same tokens")
+    fit = {}
+    for k in args.ks:
+        n, steps, acc, rej, same = rounds[-1]["stats", k]
+        a = acc / (acc + rej)
+        e = (1 - a ** (k + 1)) / (1 - a)
+        td, tv, tp = med("td"), med(("tv", k)), med("tp")
+        overhead = med(("step", k)) - k * td - tv
+        fit[k] = (e, td, tp, overhead)
+        print(f"{k:3d} {a:6.3f} {e:5.2f} {n / steps:6.2f} {tv:8.2f} {k * td:9.2f} {overhead:8.2f} {e * tp / (k * td + tv):12.2f} "
+              f"{e * tp / (k * td + tv + overhead):6.2f} {med(('cpu', k)):8.2f} {med(('wall', k)):9.2f}  {same}")
+    ratios = (1.0, 1.25, 1.5, 2.0)
+    print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")
+    print(f"{'k':>3s} " + " ".join(f"{'r=' + format(r, 'g'):>7s}" for r in ratios) + f" {'r for 1.5x':>10s}")
+    for k, (e, td, tp, overhead) in fit.items():
+        print(f"{k:3d} " + " ".join(f"{e * tp / (k * td + r + overhead):7.2f}" for r in ratios) + f" {e * tp / 1.5 - k * td - overhead:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
