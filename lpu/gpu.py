@@ -220,6 +220,18 @@ def _allreduces_s(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, rows: i
     return 2 * m.n_layers * one
 
 
+def _static(g: graph.Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What `step_parts` needs of a graph whatever the GPU: replicated ops, matmuls, attention ops, and each op's bytes
+    (weights, KV cache and activations; fused attention keeps its scores on chip). Derived once per graph's columns."""
+    c = g.cols
+    if "gpu" not in c.cache:
+        kinds = c.kind
+        att = np.isin(kinds, _ATTENTION)
+        act = np.where(att, 0, g.act_bytes)
+        c.cache["gpu"] = (np.isin(kinds, _REPLICATED), kinds == "matmul", att, g.weight_bytes + g.kv_bytes + act)
+    return c.cache["gpu"]
+
+
 def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision: models.Precision, phase: str, tokens: int, context: int,
                p: GPUParams) -> dict[str, float]:
     """GPU seconds of a decode step (``tokens`` users) or a prefill (``tokens`` prompt tokens), by term.
@@ -229,11 +241,9 @@ def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision:
     are the per-layer kernel gaps and the all-reduces.
     """
     g = graph.build(m, phase, tokens, context, precision)
-    kinds = np.array([o.kind for o in g.ops])
-    shard = np.where(np.isin(kinds, _REPLICATED), 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
-    mm, att = kinds == "matmul", np.isin(kinds, _ATTENTION)
-    act = np.where(att, 0, g.act_bytes)  # fused attention keeps its scores on chip
-    nbytes = (g.weight_bytes + g.kv_bytes + act) * shard
+    replicated, mm, att, op_bytes = _static(g)
+    shard = np.where(replicated, 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
+    nbytes = op_bytes * shard
     eff = stream_efficiency(nbytes) if p.hbm_efficiency is None else p.hbm_efficiency
     mem_s = nbytes / (gpu.hbm_bandwidth_Bps * eff)
     rate = np.where(mm, matmul_flops_per_s(gpu, _compute_dtype(precision), p), gpu.bf16_flops_per_s * p.attention_efficiency)

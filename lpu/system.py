@@ -82,7 +82,7 @@ FITTED = (SYSTEM_OP_S,)
 def _per_stage(g, values: np.ndarray, pp: int) -> np.ndarray:
     """What each pipeline stage adds to a step: the largest of ``values`` over its ops less the previous stages'."""
     top = np.zeros(pp, values.dtype)
-    np.maximum.at(top, np.array([op.stage for op in g.ops], np.int64), values)
+    np.maximum.at(top, g.cols.stage, values)
     return np.diff(np.concatenate([[0], np.maximum.accumulate(top)]))
 
 
@@ -93,7 +93,7 @@ def chain_depth(g) -> np.ndarray:
     hop latency + bytes over the link bandwidth), and SHIP's all-reduce measurement leaves no microseconds there.
     """
     _, _, dep_ptr, dep_idx = schedule.dependency_arrays(g)
-    return _chain_depth(np.array([op.kind not in graph.COLLECTIVES for op in g.ops], np.int64), dep_ptr, dep_idx)
+    return _chain_depth((~np.isin(g.cols.kind, graph.COLLECTIVES)).astype(np.int64), dep_ptr, dep_idx)
 
 
 @_jit
@@ -158,7 +158,8 @@ def _steps(plan: shard.Plan, users: int, prompt_tokens: int, output_tokens: int,
 
 
 def _build_steps(plan: shard.Plan, batch: int, context: int, prompt_tokens: int, reference: bool = False) -> _Steps:
-    dec, pre = shard.step_graph(plan, "decode", batch, context), shard.step_graph(plan, "prefill", prompt_tokens, 0)
+    step = shard.step_graph_reference if reference else shard.step_graph
+    dec, pre = step(plan, "decode", batch, context), step(plan, "prefill", prompt_tokens, 0)
     depth_of = _chain_depth_reference if reference else chain_depth
     depth = depth_of(dec)
     return _Steps(dec, pre, _per_stage(dec, depth, plan.pp), int(depth.max()), int(depth_of(pre).max()))
