@@ -233,15 +233,22 @@ def _static(g: graph.Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision: models.Precision, phase: str, tokens: int, context: int,
-               p: GPUParams) -> dict[str, float]:
+               p: GPUParams, reference: bool = False) -> dict[str, float]:
     """GPU seconds of a decode step (``tokens`` users) or a prefill (``tokens`` prompt tokens), by term.
 
     ``memory`` (ops bound by HBM: weight, KV-cache and activation streaming) and ``compute`` (ops bound by
     tensor-core FLOPs) sum each op's time (``overlap``) into the term that bounds it; ``overhead`` and ``nvlink``
-    are the per-layer kernel gaps and the all-reduces.
+    are the per-layer kernel gaps and the all-reduces. ``reference``: the graph built op by op
+    (`graph.build_reference`) and its op kinds read op by op, as ``lpu.simulate(reference=True)`` does.
     """
-    g = graph.build(m, phase, tokens, context, precision)
-    replicated, mm, att, op_bytes = _static(g)
+    if reference:
+        g = graph.build_reference(m, phase, tokens, context, precision)
+        kinds = np.array([o.kind for o in g.ops])
+        att = np.isin(kinds, _ATTENTION)
+        replicated, mm, op_bytes = np.isin(kinds, _REPLICATED), kinds == "matmul", g.weight_bytes + g.kv_bytes + np.where(att, 0, g.act_bytes)
+    else:
+        g = graph.build(m, phase, tokens, context, precision)
+        replicated, mm, att, op_bytes = _static(g)
     shard = np.where(replicated, 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
     nbytes = op_bytes * shard
     eff = stream_efficiency(nbytes) if p.hbm_efficiency is None else p.hbm_efficiency
@@ -288,7 +295,7 @@ def _fit(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precis
 
 
 def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precision: str | None, users: int, prompt_tokens: int,
-                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None):
+                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None, reference: bool = False):
     """`lpu.simulate` for a GPU server: ``chips`` GPUs tensor-parallel (None: the fewest of 1, 2, 4, 8 that hold the model).
 
     ``serving``: ``"ideal"`` or ``"served"`` (`SERVING`; None: `DEFAULT_SERVING`). A served step adds the
@@ -308,11 +315,11 @@ def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None
         ref = (ref_m, ref_gpu, min(context, ref_m.seq_len - 1))
 
     def run(p: GPUParams, host_share: float):
-        dec = step_parts(m, gpu, tp, prec, "decode", users, context, p)
-        pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p)
+        dec = step_parts(m, gpu, tp, prec, "decode", users, context, p, reference)
+        pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p, reference)
         host = 0.0
         if ref is not None:
-            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p))
+            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p, reference))
             host = ref_step * host_share / (1 - host_share)  # seconds the host holds each step
         return step_s(pre) + host, step_s(dec) + host, dec, host
 

@@ -275,7 +275,7 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
 
-        r = gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges, serving=serving)
+        r = gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges, serving=serving, reference=reference)
         if not r.precision_reason:
             r.precision_reason = "requested" if precision is not None else (
                 f"the first of {', '.join(gpu.PRECISION_ORDER)} that fits {r.chips} x {c.name} with {users} user(s)")
