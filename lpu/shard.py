@@ -255,6 +255,14 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
         dep_ptr=dep_ptr, dep_idx=dep_idx, experts=column(b.experts, 1, 1, object), stage=column(stage, sender, stage[coll], i64),
         group=column(b.group, 2, T, i64), hops=column(b.hops, send_hops[sender], stage_hops[stage[coll]], i64),
         act_float=column(b.act_float, True, True, bool))
+    # the distinct kinds and weights, and each op's index into them, follow from the base graph's (no pass over the ops)
+    kinds, kind_of = graph.codes(b, "kind")
+    kinds = kinds + [k for k in ("send", "allreduce", "allgather") if k not in kinds]
+    cols.cache[("codes", "kind")] = kinds, column(kind_of, kinds.index("send"), np.where(cls_c, kinds.index("allgather"),
+                                                                                         kinds.index("allreduce")), i64)
+    weights, weight_of = graph.codes(b, "weight")
+    weights = weights + ([None] if None not in weights else [])
+    cols.cache[("codes", "weight")] = weights, column(weight_of, weights.index(None), weights.index(None), i64)
     return graph.Graph(m, plan.precision, phase, base.tokens, base.context, columns=graph.freeze(cols))
 
 

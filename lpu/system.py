@@ -304,7 +304,7 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
                 break
         if plans is None:
             best = min(shard.candidate_plans(m, chips, precisions[-1]), key=lambda pl: shard.fullest_bytes(pl, users, context))
-            shard.allocate(best, users, context, c)  # raises SRAMCapacityError naming the chip and the shortfall
+            (shard.allocate if reference else shard.check_allocation)(best, users, context, c)  # raises SRAMCapacityError naming the chip
         skipped = precisions[:precisions.index(chosen)]
         reason = ("requested" if precision is not None else
                   f"{chosen}: the highest precision that fits {chips} chips with {users} user(s) of {context} tokens" if not skipped else

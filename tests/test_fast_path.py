@@ -129,6 +129,9 @@ def test_vectorised_step_graph_equals_op_by_op(name):
             for phase, tokens, context in (("decode", 3, min(100, m.seq_len - 1)), ("prefill", 17, 0)):
                 a, b = shard.step_graph(plan, phase, tokens, context), shard.step_graph_reference(plan, phase, tokens, context)
                 _same(a, b, f"{name} {plan.describe()} {phase}")
+                for attr in ("kind", "weight"):  # the step graph's codes, carried over from the base graph's, decode to its columns
+                    distinct, index = graph.codes(a.cols, attr)
+                    assert [distinct[i] for i in index.tolist()] == getattr(b.cols, attr).tolist()
                 n += 1
     assert n >= 10
 
