@@ -11,6 +11,12 @@ Decode: ``tokens`` = B users, one new token each, attending over ``context``
 cached positions plus their own. Prefill: ``tokens`` = P prompt tokens of one
 user, causal attention among them (after ``context`` earlier positions).
 Introduced in ``notebooks/03_token_generation.ipynb`` (anatomy of a decode step).
+
+`build` holds a graph as `Columns` (one array per `Op` field: every layer's ops
+are layer 0's, so they are tiled), which the simulator's fast path computes on;
+the `Op` objects are made only when something reads ``Graph.ops`` (a Gantt
+chart, a table, the runtime). `build_reference` makes them one by one, as the
+reference path (``lpu.simulate(..., reference=True)``) does.
 """
 
 from __future__ import annotations
