@@ -220,16 +220,15 @@ def _allreduces_s(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, rows: i
     return 2 * m.n_layers * one
 
 
-def _static(g: graph.Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What `step_parts` needs of a graph whatever the GPU: replicated ops, matmuls, attention ops, and each op's bytes
-    (weights, KV cache and activations; fused attention keeps its scores on chip). Derived once per graph's columns."""
-    c = g.cols
-    if "gpu" not in c.cache:
-        kinds = c.kind
-        att = np.isin(kinds, _ATTENTION)
-        act = np.where(att, 0, g.act_bytes)
-        c.cache["gpu"] = (np.isin(kinds, _REPLICATED), kinds == "matmul", att, g.weight_bytes + g.kv_bytes + act)
-    return c.cache["gpu"]
+def _sharded(kinds: np.ndarray, g: graph.Graph, tp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What `step_parts` needs of a graph on ``tp`` GPUs, whatever the GPU: each op's bytes on one GPU (weights, KV cache,
+    activations; fused attention keeps its scores on chip), their nominal stream efficiency, its FLOPs on one GPU, and
+    which ops are matmuls and which run on tensor cores (matmuls and attention)."""
+    att = np.isin(kinds, _ATTENTION)
+    shard = np.where(np.isin(kinds, _REPLICATED), 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
+    nbytes = (g.weight_bytes + g.kv_bytes + np.where(att, 0, g.act_bytes)) * shard
+    mm = kinds == "matmul"
+    return nbytes, stream_efficiency(nbytes), g.flops * shard, mm, mm | att
 
 
 def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision: models.Precision, phase: str, tokens: int, context: int,
@@ -238,23 +237,23 @@ def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision:
 
     ``memory`` (ops bound by HBM: weight, KV-cache and activation streaming) and ``compute`` (ops bound by
     tensor-core FLOPs) sum each op's time (``overlap``) into the term that bounds it; ``overhead`` and ``nvlink``
-    are the per-layer kernel gaps and the all-reduces. ``reference``: the graph built op by op
-    (`graph.build_reference`) and its op kinds read op by op, as ``lpu.simulate(reference=True)`` does.
+    are the per-layer kernel gaps and the all-reduces. What does not depend on the GPU or ``p`` is derived once
+    per graph and ``tp`` (`_sharded`); ``reference``: the graph built op by op (`graph.build_reference`), its op
+    kinds read op by op and nothing kept, as ``lpu.simulate(reference=True)`` does.
     """
     if reference:
         g = graph.build_reference(m, phase, tokens, context, precision)
-        kinds = np.array([o.kind for o in g.ops])
-        att = np.isin(kinds, _ATTENTION)
-        replicated, mm, op_bytes = np.isin(kinds, _REPLICATED), kinds == "matmul", g.weight_bytes + g.kv_bytes + np.where(att, 0, g.act_bytes)
+        nbytes, nominal_eff, flops, mm, tensor_cores = _sharded(np.array([o.kind for o in g.ops]), g, tp)
     else:
         g = graph.build(m, phase, tokens, context, precision)
-        replicated, mm, att, op_bytes = _static(g)
-    shard = np.where(replicated, 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
-    nbytes = op_bytes * shard
-    eff = stream_efficiency(nbytes) if p.hbm_efficiency is None else p.hbm_efficiency
+        key = ("gpu", tp)
+        if key not in g.cols.cache:
+            g.cols.cache[key] = _sharded(g.cols.kind, g, tp)
+        nbytes, nominal_eff, flops, mm, tensor_cores = g.cols.cache[key]
+    eff = nominal_eff if p.hbm_efficiency is None else p.hbm_efficiency
     mem_s = nbytes / (gpu.hbm_bandwidth_Bps * eff)
     rate = np.where(mm, matmul_flops_per_s(gpu, _compute_dtype(precision), p), gpu.bf16_flops_per_s * p.attention_efficiency)
-    flop_s = np.where(mm | att, g.flops * shard / rate, 0.0)
+    flop_s = np.where(tensor_cores, flops / rate, 0.0)
     op_s = np.maximum(mem_s, flop_s) + (1 - p.overlap) * np.minimum(mem_s, flop_s)
     bound = flop_s > mem_s
     return dict(memory=float(op_s[~bound].sum()), compute=float(op_s[bound].sum()), overhead=m.n_layers * p.layer_overhead_s,

@@ -67,7 +67,7 @@ class Columns:
     never changed once built, so whatever is derived from them stays valid.
     """
 
-    name: np.ndarray  # object: str
+    names_from: object  # the ops' names: an object array of str, or a function making it (on first use of `name`)
     kind: np.ndarray  # str
     layer: np.ndarray
     weight: np.ndarray  # object: str or None
@@ -90,6 +90,15 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    @property
+    def name(self) -> np.ndarray:
+        """The ops' names (object array of str): only tables, Gantt charts and the runtime read them, so made then."""
+        if "name" not in self.cache:
+            names = self.names_from() if callable(self.names_from) else self.names_from
+            names.flags.writeable = False
+            self.cache["name"] = names
+        return self.cache["name"]
 
     @classmethod
     def from_ops(cls, ops: list[Op]) -> Columns:
@@ -294,14 +303,19 @@ def _columns(m: models.ModelConfig, p: models.Precision, phase: str, tokens: int
     dep_ptr = np.zeros(len(counts) + 1, np.int64)
     dep_ptr[1:] = np.cumsum(counts)
 
-    suffixes = [s[len("L0."):] for s in one.name[1:1 + L].tolist()]
-    names = _object_array(one.name[:1].tolist() + [f"L{layer}.{s}" for layer in range(n) for s in suffixes] + one.name[1 + L:].tolist())
-    layer = tiled(one.layer)
-    layer[1:1 + n * L] = np.repeat(np.arange(n, dtype=np.int64), L)
-    fields = {f: tiled(getattr(one, f)) for f in ("kind", "weight", "rows", "n_out", "n_in", "flops", "weight_bytes", "act_bytes",
-                                                  "kv_read_bytes", "kv_write_bytes", "experts", "stage", "group", "hops", "act_float")}
-    cols = Columns(name=names, layer=layer, dep_ptr=dep_ptr, dep_idx=dep_idx, **fields)
+    first, suffixes, last = one.name[:1].tolist(), [s[len("L0."):] for s in one.name[1:1 + L].tolist()], one.name[1 + L:].tolist()
+    names = functools.partial(_layer_names, first, suffixes, last, n)
+    ints = ("layer", "rows", "n_out", "n_in", "flops", "weight_bytes", "kv_read_bytes", "kv_write_bytes", "stage", "group", "hops")
+    stacked = np.stack([getattr(one, f) for f in ints])  # one tiling for every integer column
+    stacked = np.concatenate([stacked[:, :1], np.tile(stacked[:, 1:1 + L], n), stacked[:, 1 + L:]], axis=1)
+    stacked[0, 1:1 + n * L] = np.repeat(np.arange(n, dtype=np.int64), L)  # each layer's ops carry its index
+    fields = {f: tiled(getattr(one, f)) for f in ("kind", "weight", "act_bytes", "experts", "act_float")}
+    cols = Columns(names_from=names, dep_ptr=dep_ptr, dep_idx=dep_idx, **dict(zip(ints, stacked)), **fields)
     return freeze(cols)
+
+
+def _layer_names(first: list[str], suffixes: list[str], last: list[str], n_layers: int) -> np.ndarray:
+    return _object_array(first + [f"L{layer}.{s}" for layer in range(n_layers) for s in suffixes] + last)
 
 
 def freeze(cols: Columns) -> Columns:

@@ -178,7 +178,7 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     for s, layers in enumerate(plan.stage_layers):
         stage_of[layers.start:layers.stop] = s
     stage = np.where(b.layer >= 0, stage_of[np.maximum(b.layer, 0)], plan.pp - 1)
-    stage[b.name == "embed"] = 0
+    stage[b.kind == "embed"] = 0  # the embedding (the one op of its kind) runs on the first stage
     # dependencies crossing into a later stage read their producer's send (one per producer, made before its first reader)
     consumer = np.repeat(np.arange(n), np.diff(b.dep_ptr))
     crossing = stage[b.dep_idx] < stage[consumer]
@@ -233,9 +233,12 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     rows_c = np.where(is_cls[coll] & (phase != "decode"), 1, R)
     cls_c = is_cls[coll]
     layer_c = b.layer[coll]
-    names = column(b.name, graph._object_array([f"stage{s}->{s + 1}.send" for s in sender.tolist()]),
-                   graph._object_array(["classifier_allgather" if c else f"L{layer}.{'attn' if w == 'wo' else 'ffn'}_allreduce"
-                    for c, layer, w in zip(cls_c.tolist(), layer_c.tolist(), weight[coll].tolist())]), object)
+
+    def names() -> np.ndarray:  # made when something reads them
+        return column(b.name, graph._object_array([f"stage{s}->{s + 1}.send" for s in sender.tolist()]),
+                      graph._object_array(["classifier_allgather" if c else f"L{layer}.{'attn' if w == 'wo' else 'ffn'}_allreduce"
+                                           for c, layer, w in zip(cls_c.tolist(), layer_c.tolist(), weight[coll].tolist())]), object)
+
     kind = column(b.kind, "send", np.where(cls_c, "allgather", "allreduce"), np.result_type(b.kind.dtype, "<U9"))
     # dependencies: a base op reads new_index (or the send) of each producer; a send reads its producer; a collective its op
     dep_ptr = np.zeros(N + 1, i64)
@@ -246,7 +249,7 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     dep_idx[dep_ptr[send_pos]] = new_index[producers]
     dep_idx[dep_ptr[coll_pos]] = pos[coll]
     cols = graph.Columns(
-        name=names, kind=kind, layer=column(b.layer, b.layer[reader], np.where(cls_c, -1, layer_c), i64),
+        names_from=names, kind=kind, layer=column(b.layer, b.layer[reader], np.where(cls_c, -1, layer_c), i64),
         weight=column(weight, None, None, object), rows=column(b.rows, R, rows_c, i64),
         n_out=column(n_out, m.dim, np.where(cls_c, m.vocab_size, m.dim), i64), n_in=column(n_in, 0, 0, i64),
         flops=column(flops, 0, np.where(cls_c, 0, R * m.dim), i64), weight_bytes=column(wbytes, 0, 0, i64),
