@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -126,15 +127,20 @@ def main(argv: list[str] | None = None) -> None:
         index=False, float_format="{:,.1f}".format))
 
     # 3. the sweep
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     df = lpu.sweep(todo, workers=args.workers)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's processes, once they have ended
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     df["family"] = family(df)
     per_ref = ref.reference.mean()
     print(f"\nlpu.sweep of {len(df):,} configurations ({(df.family == 'LPU').sum():,} LPU, {(df.family == 'GPU').sum():,} GPU; "
           f"{df.error.notna().sum():,} do not fit or cannot be cut) on {args.workers} process(es): {wall:,.1f} s = "
           f"{len(df) / wall:,.1f} configs/s ({wall / len(df) * 1e3:,.2f} ms each; the reference path one by one: {per_ref * 1e3:,.1f} ms "
           f"each on the sample above); load average {os.getloadavg()[0]:.1f} at the end")
+    if args.workers > 1:  # CPU time is what other processes on the machine do not change (wall time under load does)
+        print(f"the pool's processes used {cpu:,.1f} s of CPU: {cpu / len(df) * 1e3:,.2f} ms per configuration")
     print(f"10,000 configurations at this rate: {10_000 * wall / len(df) / 60:,.2f} min (target: 5 min on 2 cores)")
 
 

@@ -146,6 +146,13 @@ def hops(a: int, b: int, rack: hardware.RackSpec | str = "groqrack") -> int:
     return 3
 
 
+def hops_array(a: np.ndarray, b: np.ndarray, rack: hardware.RackSpec | str = "groqrack") -> np.ndarray:
+    """`hops` of each pair (``a[i]``, ``b[i]``) at once."""
+    r = hardware.get(rack)
+    same_node, same_rack = a // r.node.chips == b // r.node.chips, a // r.chips == b // r.chips
+    return np.where(a == b, 0, np.where(same_node, 1, np.where(same_rack, 2, 3))).astype(np.int64)
+
+
 def group_hops(chips: list[int]) -> int:
     """The most hops between any two chips of a collective group (its members are contiguous)."""
     return hops(min(chips), max(chips))
@@ -187,8 +194,9 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     producers, first_edge = producers[order], np.flatnonzero(crossing)[first[order]]
     reader = consumer[first_edge]
     sends_before = np.bincount(reader, minlength=n)
-    weight, wname = b.weight, graph.weight_names(b)
-    is_row, is_cls = np.isin(wname, ROW_SPLIT) & (T > 1), (wname == "wcls") & (T > 1)
+    weight = b.weight
+    row_split, cls, mm, out, vec = _split_masks(b)
+    is_row, is_cls = row_split & (T > 1), cls & (T > 1)
     after = (is_row | is_cls).astype(np.int64)
     extra = sends_before + after
     pos = np.arange(n) + np.concatenate([[0], np.cumsum(extra)[:-1]]) + sends_before  # each op's index in the step graph
@@ -204,11 +212,8 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     kv_share = 1 / min(T, m.n_kv_heads)  # each rank's KV heads (replicated beyond the KV heads)
     flops, act, n_out, n_in = b.flops.copy(), b.act_bytes.copy(), b.n_out.copy(), b.n_in.copy()
     wbytes, kv_r, kv_w = b.weight_bytes.copy(), b.kv_read_bytes.copy(), b.kv_write_bytes.copy()
-    mm = (b.kind == "matmul") & np.isin(wname, COLUMN_SPLIT + ROW_SPLIT)  # MoE: every expert split like a dense FFN
-    out = mm & np.isin(wname, COLUMN_SPLIT)
     split_dim = np.where(out, b.n_out, b.n_in)
     wbytes[mm] = b.weight_bytes[mm] * big(split_dim[mm]) // np.maximum(split_dim[mm], 1)
-    vec = np.isin(b.kind, SPLIT_KINDS)
     both = mm | vec
     flops[both] //= T
     act[both] = (b.act_bytes[both].astype(np.int64) // T).astype(np.float64)
@@ -221,8 +226,8 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     coll = np.flatnonzero(after)
     coll_pos, sender = pos[coll] + 1, stage[producers]
     first_chip = np.arange(plan.pp, dtype=np.int64) * T
-    stage_hops = np.array([hops(c, c + T - 1) for c in first_chip], np.int64)
-    send_hops = np.array([hops(c, c + T) for c in first_chip], np.int64)  # chip 0 of a stage to chip 0 of the next
+    stage_hops = hops_array(first_chip, first_chip + T - 1)
+    send_hops = hops_array(first_chip, first_chip + T)  # chip 0 of a stage to chip 0 of the next
 
     def column(base_values, send_values, coll_values, dtype):
         col = np.empty(N, dtype)
@@ -267,6 +272,16 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     weights = weights + ([None] if None not in weights else [])
     cols.cache[("codes", "weight")] = weights, column(weight_of, weights.index(None), weights.index(None), i64)
     return graph.Graph(m, plan.precision, phase, base.tokens, base.context, columns=graph.freeze(cols))
+
+
+def _split_masks(b: graph.Columns) -> tuple[np.ndarray, ...]:
+    """Which base ops are row-split matmuls (all-reduce after), the classifier (all-gather after), split matmuls, split
+    by output column, and split vector ops: they depend on the base graph only, so are derived once per base graph."""
+    if "shard" not in b.cache:
+        wname = graph.weight_names(b)
+        mm = (b.kind == "matmul") & np.isin(wname, COLUMN_SPLIT + ROW_SPLIT)  # MoE: every expert split like a dense FFN
+        b.cache["shard"] = (np.isin(wname, ROW_SPLIT), wname == "wcls", mm, mm & np.isin(wname, COLUMN_SPLIT), np.isin(b.kind, SPLIT_KINDS))
+    return b.cache["shard"]
 
 
 def step_graph_reference(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0) -> graph.Graph:

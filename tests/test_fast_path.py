@@ -242,3 +242,9 @@ def test_built_graphs_are_fresh_objects_on_read_only_columns():
     assert len(a) == len(b) + 1 and b == graph.build_reference("llama2-7b", "decode", 1, 10, "int8")
     with pytest.raises(ValueError, match="read-only"):
         b.cols.flops[0] = 0
+
+
+def test_hops_array_equals_hops():
+    a, b = np.meshgrid(np.arange(0, 1200, 7), np.arange(0, 1200, 5))
+    a, b = a.ravel(), b.ravel()
+    assert shard.hops_array(a, b).tolist() == [shard.hops(int(x), int(y)) for x, y in zip(a, b)]
