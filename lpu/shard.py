@@ -379,10 +379,15 @@ def _stage_shares(plan: Plan, s: int, users: int, context_tokens: int) -> list[t
     return out
 
 
-@functools.lru_cache(maxsize=1024)
 def _rank_sizes(plan: Plan) -> tuple[tuple[int, int, int, int], ...]:
-    """(query heads, KV heads, FFN columns, vocabulary rows) of each tensor-parallel rank."""
-    return tuple((len(plan.heads(r)), len(plan.kv_heads(r)), len(plan.hidden(r)), len(plan.vocab(r))) for r in range(plan.tp))
+    """(query heads, KV heads, FFN columns, vocabulary rows) of each tensor-parallel rank: the model and ``tp`` fix them."""
+    return _rank_sizes_of(plan.model, plan.tp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank_sizes_of(m: models.ModelConfig, tp: int) -> tuple[tuple[int, int, int, int], ...]:
+    plan = Plan(m, 1, tp, models.get_precision("fp16"))  # stages and precision change no rank's share of heads or columns
+    return tuple((len(plan.heads(r)), len(plan.kv_heads(r)), len(plan.hidden(r)), len(plan.vocab(r))) for r in range(tp))
 
 
 def allocate(plan: Plan, users: int = 1, context_tokens: int = 0, chip: hardware.ChipSpec | str = "lpu-v1",
