@@ -220,24 +220,40 @@ def _allreduces_s(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, rows: i
     return 2 * m.n_layers * one
 
 
+def _sharded(kinds: np.ndarray, g: graph.Graph, tp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What `step_parts` needs of a graph on ``tp`` GPUs, whatever the GPU: each op's bytes on one GPU (weights, KV cache,
+    activations; fused attention keeps its scores on chip), their nominal stream efficiency, its FLOPs on one GPU, and
+    which ops are matmuls and which run on tensor cores (matmuls and attention)."""
+    att = np.isin(kinds, _ATTENTION)
+    shard = np.where(np.isin(kinds, _REPLICATED), 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
+    nbytes = (g.weight_bytes + g.kv_bytes + np.where(att, 0, g.act_bytes)) * shard
+    mm = kinds == "matmul"
+    return nbytes, stream_efficiency(nbytes), g.flops * shard, mm, mm | att
+
+
 def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision: models.Precision, phase: str, tokens: int, context: int,
-               p: GPUParams) -> dict[str, float]:
+               p: GPUParams, reference: bool = False) -> dict[str, float]:
     """GPU seconds of a decode step (``tokens`` users) or a prefill (``tokens`` prompt tokens), by term.
 
     ``memory`` (ops bound by HBM: weight, KV-cache and activation streaming) and ``compute`` (ops bound by
     tensor-core FLOPs) sum each op's time (``overlap``) into the term that bounds it; ``overhead`` and ``nvlink``
-    are the per-layer kernel gaps and the all-reduces.
+    are the per-layer kernel gaps and the all-reduces. What does not depend on the GPU or ``p`` is derived once
+    per graph and ``tp`` (`_sharded`); ``reference``: the graph built op by op (`graph.build_reference`), its op
+    kinds read op by op and nothing kept, as ``lpu.simulate(reference=True)`` does.
     """
-    g = graph.build(m, phase, tokens, context, precision)
-    kinds = np.array([o.kind for o in g.ops])
-    shard = np.where(np.isin(kinds, _REPLICATED), 1.0, 1.0 / tp)  # tensor parallelism splits heads, hidden units and weights
-    mm, att = kinds == "matmul", np.isin(kinds, _ATTENTION)
-    act = np.where(att, 0, g.act_bytes)  # fused attention keeps its scores on chip
-    nbytes = (g.weight_bytes + g.kv_bytes + act) * shard
-    eff = stream_efficiency(nbytes) if p.hbm_efficiency is None else p.hbm_efficiency
+    if reference:
+        g = graph.build_reference(m, phase, tokens, context, precision)
+        nbytes, nominal_eff, flops, mm, tensor_cores = _sharded(np.array([o.kind for o in g.ops]), g, tp)
+    else:
+        g = graph.build(m, phase, tokens, context, precision)
+        key = ("gpu", tp)
+        if key not in g.cols.cache:
+            g.cols.cache[key] = _sharded(g.cols.kind, g, tp)
+        nbytes, nominal_eff, flops, mm, tensor_cores = g.cols.cache[key]
+    eff = nominal_eff if p.hbm_efficiency is None else p.hbm_efficiency
     mem_s = nbytes / (gpu.hbm_bandwidth_Bps * eff)
     rate = np.where(mm, matmul_flops_per_s(gpu, _compute_dtype(precision), p), gpu.bf16_flops_per_s * p.attention_efficiency)
-    flop_s = np.where(mm | att, g.flops * shard / rate, 0.0)
+    flop_s = np.where(tensor_cores, flops / rate, 0.0)
     op_s = np.maximum(mem_s, flop_s) + (1 - p.overlap) * np.minimum(mem_s, flop_s)
     bound = flop_s > mem_s
     return dict(memory=float(op_s[~bound].sum()), compute=float(op_s[bound].sum()), overhead=m.n_layers * p.layer_overhead_s,
@@ -278,7 +294,7 @@ def _fit(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precis
 
 
 def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precision: str | None, users: int, prompt_tokens: int,
-                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None):
+                 output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None, reference: bool = False):
     """`lpu.simulate` for a GPU server: ``chips`` GPUs tensor-parallel (None: the fewest of 1, 2, 4, 8 that hold the model).
 
     ``serving``: ``"ideal"`` or ``"served"`` (`SERVING`; None: `DEFAULT_SERVING`). A served step adds the
@@ -298,11 +314,11 @@ def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None
         ref = (ref_m, ref_gpu, min(context, ref_m.seq_len - 1))
 
     def run(p: GPUParams, host_share: float):
-        dec = step_parts(m, gpu, tp, prec, "decode", users, context, p)
-        pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p)
+        dec = step_parts(m, gpu, tp, prec, "decode", users, context, p, reference)
+        pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p, reference)
         host = 0.0
         if ref is not None:
-            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p))
+            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p, reference))
             host = ref_step * host_share / (1 - host_share)  # seconds the host holds each step
         return step_s(pre) + host, step_s(dec) + host, dec, host
 

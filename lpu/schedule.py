@@ -91,7 +91,7 @@ class CostParams:
 
 
 def op_cycles(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = CostParams()) -> np.ndarray:
-    """Cycles each op occupies on each unit: array (n_ops, 4) over `UNITS`, vectorised over the graph.
+    """Cycles each op occupies on each unit: array (n_ops, 5) over `UNITS`, vectorised over the graph.
 
     * MEM: bytes streamed (weights, KV cache, activations) over the sustained
       stream bandwidth, ``streams x word_bytes x stream_efficiency`` per cycle.
@@ -102,14 +102,93 @@ def op_cycles(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = Cost
       weight tile, so only FLOPs grow with the batch).
     * VXM: FLOPs over the VXM's ALUs (one op per ALU per cycle).
     * SXM: one 320-element vector permuted per cycle.
+    * C2C: `collective_s` of each chip-to-chip op.
+
+    What does not depend on the chip (units used, bytes, dtypes, elements) is derived once per graph
+    (`_static`); `op_cycles_reference` is the same op by op.
     """
+    st = _static(g)
+    bytes_per_cycle = chip.streams * chip.word_bytes * params.stream_efficiency
+    cycles = np.empty((len(g), len(UNITS)))
+    cycles[:, MEM] = st.mem_bytes / bytes_per_cycle
+    rates = np.array([chip.peak_ops_per_s(d) / chip.clock_hz for d in st.dtype_names])
+    cycles[:, MXM] = st.flops / rates[st.dtype_code]
+    cycles[:, VXM] = st.flops / chip.vxm_alus
+    cycles[:, SXM] = st.elements / chip.lanes
+    cycles[:, C2C] = _collectives_s(st, chip) * chip.clock_hz
+    return np.where(st.uses, np.ceil(cycles), 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Static:
+    """What `op_cycles` and the list scheduler need of a graph that does not depend on the chip."""
+
+    uses: np.ndarray  # (n_ops, 5) bool: the units each op occupies
+    mem_bytes: np.ndarray
+    flops: np.ndarray
+    elements: np.ndarray  # rows x n_out: vectors through the SXM
+    dtype_names: tuple[str, ...]
+    dtype_code: np.ndarray  # index into dtype_names: the dtype of each op's MXM work
+    kind_code: np.ndarray  # index into graph.COLLECTIVES, -1 for other ops
+    act_bytes: np.ndarray  # float64: a collective's vector
+    group: np.ndarray
+    hops: np.ndarray
+    stage: np.ndarray
+    streamed: np.ndarray
+    dep_ptr: np.ndarray
+    dep_idx: np.ndarray
+
+
+def _static(g: graph.Graph) -> _Static:
+    c = g.cols
+    key = ("schedule", g.precision)  # dtypes follow the graph's precision
+    if key not in c.cache:
+        kinds, kind_of = graph.codes(c, "kind")  # each op's kind as an index into the distinct kinds
+        uses = np.zeros((len(kinds), len(UNITS)), dtype=bool)
+        for j, kind in enumerate(kinds):
+            uses[j, list(KIND_UNITS.get(kind, ()))] = True
+        p = g.precision
+        names = tuple(sorted({getattr(p, grp) for grp in WEIGHT_GROUP.values()} | {p.activations}))
+        weights, weight_of = graph.codes(c, "weight")
+        dtype_of = np.array([names.index(getattr(p, WEIGHT_GROUP[w]) if w in WEIGHT_GROUP else p.activations) for w in weights], np.int64)
+        collective = np.array([graph.COLLECTIVES.index(k) if k in graph.COLLECTIVES else -1 for k in kinds], np.int64)
+        streamed = np.array([k in STREAMED for k in kinds], bool)
+        c.cache[key] = _Static(uses[kind_of], c.weight_bytes + (c.kv_read_bytes + c.kv_write_bytes) + g.act_bytes, c.flops, c.rows * c.n_out,
+                               names, dtype_of[weight_of], collective[kind_of], c.act_bytes, c.group, c.hops, c.stage, streamed[kind_of],
+                               c.dep_ptr, c.dep_idx)
+    return c.cache[key]
+
+
+def _collectives_s(st: _Static, chip: hardware.ChipSpec) -> np.ndarray:
+    """`collective_s` of every op at once (the same arithmetic in the same order: the same floats)."""
+    out = np.zeros(len(st.kind_code))
+    hop, bw, node = chip.c2c_hop_latency_s, chip.c2c_bandwidth_Bps, hardware.GROQ_NODE.chips
+    send = np.flatnonzero(st.kind_code == graph.COLLECTIVES.index("send"))
+    out[send] = st.hops[send] * hop + st.act_bytes[send] / bw
+    coll = np.flatnonzero(st.kind_code >= 0)
+    coll = coll[st.kind_code[coll] != graph.COLLECTIVES.index("send")]
+    if len(coll):
+        phases = np.where(st.kind_code[coll] == graph.COLLECTIVES.index("allreduce"), 2, 1)
+        group, nbytes, hops = st.group[coll], st.act_bytes[coll], st.hops[coll]
+        inner, outer = np.minimum(group, node), -(-group // node)
+
+        def phase(members, nbytes, hops):
+            return np.where(members > 1, hops * hop + (members - 1) / members * nbytes / bw, 0.0)
+
+        t = phases * phase(inner, nbytes, 1)
+        out[coll] = np.where(outer > 1, t + phases * phase(outer, nbytes / inner, np.maximum(hops, 2)), t)
+    return out
+
+
+def op_cycles_reference(g: graph.Graph, chip: hardware.ChipSpec, params: CostParams = CostParams()) -> np.ndarray:
+    """`op_cycles` op by op (each op's kind, dtype and collective time read from its `Op`): the reference path's."""
     kinds = np.array([o.kind for o in g.ops])
     uses = np.zeros((len(g), len(UNITS)), dtype=bool)
     for kind, units in KIND_UNITS.items():
         uses[np.ix_(kinds == kind, list(units))] = True
     bytes_per_cycle = chip.streams * chip.word_bytes * params.stream_efficiency
     mem_bytes = g.weight_bytes + g.kv_bytes + g.act_bytes
-    dtypes = op_dtypes(g)
+    dtypes = _op_dtypes_reference(g)
     rate = {d: chip.peak_ops_per_s(d) / chip.clock_hz for d in set(dtypes)}
     mxm_per_cycle = np.array([rate[d] for d in dtypes])
     cycles = np.zeros((len(g), len(UNITS)))
@@ -128,6 +207,11 @@ WEIGHT_GROUP = {"wq": "attention", "wk": "attention", "wv": "attention", "wo": "
 
 def op_dtypes(g: graph.Graph) -> list[str]:
     """The dtype each op's MXM work runs at: its weights' group dtype, else the activations' (KV cache, router, vector ops)."""
+    st = _static(g)
+    return [st.dtype_names[i] for i in st.dtype_code.tolist()]
+
+
+def _op_dtypes_reference(g: graph.Graph) -> list[str]:
     p = g.precision
     return [getattr(p, WEIGHT_GROUP[o.weight]) if o.weight in WEIGHT_GROUP else p.activations for o in g.ops]
 
@@ -265,12 +349,8 @@ def schedule(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1", params: C
 
 def dependency_arrays(g: graph.Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each op's stage, whether it is streamed, and its dependencies as CSR arrays (``dep_idx[dep_ptr[i]:dep_ptr[i + 1]]``)."""
-    stage = np.array([o.stage for o in g.ops], np.int64)
-    streamed = np.array([o.kind in STREAMED for o in g.ops], np.bool_)
-    dep_ptr = np.zeros(len(g) + 1, np.int64)
-    dep_ptr[1:] = np.cumsum([len(o.deps) for o in g.ops])
-    dep_idx = np.array([d for o in g.ops for d in o.deps], np.int64)
-    return stage, streamed, dep_ptr, dep_idx
+    st = _static(g)
+    return st.stage, st.streamed, st.dep_ptr, st.dep_idx
 
 
 @_jit
@@ -319,7 +399,7 @@ def schedule_reference(g: graph.Graph, chip: hardware.ChipSpec | str = "lpu-v1",
     c = hardware.get(chip)
     if not isinstance(c, hardware.ChipSpec):
         raise ValueError(f"schedule needs an LPU chip spec, got {c.name!r}")
-    occ = op_cycles(g, c, params)
+    occ = op_cycles_reference(g, c, params)
     n, nu = len(g), len(UNITS)
     stages = max((o.stage for o in g.ops), default=0) + 1
     start = np.zeros(n, np.int64)

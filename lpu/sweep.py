@@ -12,6 +12,7 @@ of thousands of configurations"; ``benchmarks/sweep.py`` measures its speed.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import itertools
 import math
@@ -241,9 +242,15 @@ def _dispatch(chunks, client, parallel: int):
         for chunk in chunks:
             yield _run_chunk(chunk)
     else:  # the platform's start method; fork is safe after numba kernels ran (lpu.kernels' threading layer)
-        with ProcessPoolExecutor(max_workers=min(parallel, len(chunks))) as pool:
+        with ProcessPoolExecutor(max_workers=min(parallel, len(chunks)), initializer=_worker_start) as pool:
             for future in as_completed([pool.submit(_run_chunk, chunk) for chunk in chunks]):
                 yield future.result()
+
+
+def _worker_start() -> None:
+    """In each pool process: what it inherited (the imported modules, ~10^5 objects) moves out of the garbage collector's
+    view, so its full collections, which simulate's allocations trigger every few configurations, stop walking them all."""
+    gc.freeze()
 
 
 class _CallableModule(types.ModuleType):

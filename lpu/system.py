@@ -82,7 +82,7 @@ FITTED = (SYSTEM_OP_S,)
 def _per_stage(g, values: np.ndarray, pp: int) -> np.ndarray:
     """What each pipeline stage adds to a step: the largest of ``values`` over its ops less the previous stages'."""
     top = np.zeros(pp, values.dtype)
-    np.maximum.at(top, np.array([op.stage for op in g.ops], np.int64), values)
+    np.maximum.at(top, g.cols.stage, values)
     return np.diff(np.concatenate([[0], np.maximum.accumulate(top)]))
 
 
@@ -93,7 +93,7 @@ def chain_depth(g) -> np.ndarray:
     hop latency + bytes over the link bandwidth), and SHIP's all-reduce measurement leaves no microseconds there.
     """
     _, _, dep_ptr, dep_idx = schedule.dependency_arrays(g)
-    return _chain_depth(np.array([op.kind not in graph.COLLECTIVES for op in g.ops], np.int64), dep_ptr, dep_idx)
+    return _chain_depth((~np.isin(g.cols.kind, graph.COLLECTIVES)).astype(np.int64), dep_ptr, dep_idx)
 
 
 @_jit
@@ -158,7 +158,8 @@ def _steps(plan: shard.Plan, users: int, prompt_tokens: int, output_tokens: int,
 
 
 def _build_steps(plan: shard.Plan, batch: int, context: int, prompt_tokens: int, reference: bool = False) -> _Steps:
-    dec, pre = shard.step_graph(plan, "decode", batch, context), shard.step_graph(plan, "prefill", prompt_tokens, 0)
+    step = shard.step_graph_reference if reference else shard.step_graph
+    dec, pre = step(plan, "decode", batch, context), step(plan, "prefill", prompt_tokens, 0)
     depth_of = _chain_depth_reference if reference else chain_depth
     depth = depth_of(dec)
     return _Steps(dec, pre, _per_stage(dec, depth, plan.pp), int(depth.max()), int(depth_of(pre).max()))
@@ -236,9 +237,10 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     system_op_s : float or None
         The system term (None: the fitted `SYSTEM_OP_S`); ``scripts/calibrate.py`` and the notebooks vary it.
     reference : bool
-        Compute everything the slow, plain way (every chip's SRAM allocated, graphs rebuilt, the scheduler and chain
-        depths op by op in Python): the reference the default fast path is tested equal to, field for field
-        (tests/test_fast_path.py); ``benchmarks/simulate.py`` times both.
+        Compute everything the slow, plain way (graphs built op by op and rebuilt for every plan and corner, every
+        chip's SRAM allocated, the scheduler and chain depths op by op in Python; GPU graphs op by op too): the
+        reference the default fast path is tested equal to, field for field (tests/test_fast_path.py);
+        ``benchmarks/simulate.py`` and ``benchmarks/sweep.py`` time both.
     draft, draft_tokens, acceptance : model, int, float or (low, high)
         Speculative decoding (`lpu.speculation`): ``draft`` proposes ``draft_tokens`` tokens a step (default 4),
         each accepted with probability ``acceptance``; ``Result.speculation`` says what a step costs.
@@ -274,7 +276,7 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
     if isinstance(c, hardware.GPUSpec):
         from . import gpu
 
-        r = gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges, serving=serving)
+        r = gpu.simulate_gpu(m, c, chips, precision, users, prompt_tokens, output_tokens, ranges=ranges, serving=serving, reference=reference)
         if not r.precision_reason:
             r.precision_reason = "requested" if precision is not None else (
                 f"the first of {', '.join(gpu.PRECISION_ORDER)} that fits {r.chips} x {c.name} with {users} user(s)")
@@ -303,7 +305,7 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
                 break
         if plans is None:
             best = min(shard.candidate_plans(m, chips, precisions[-1]), key=lambda pl: shard.fullest_bytes(pl, users, context))
-            shard.allocate(best, users, context, c)  # raises SRAMCapacityError naming the chip and the shortfall
+            (shard.allocate if reference else shard.check_allocation)(best, users, context, c)  # raises SRAMCapacityError naming the chip
         skipped = precisions[:precisions.index(chosen)]
         reason = ("requested" if precision is not None else
                   f"{chosen}: the highest precision that fits {chips} chips with {users} user(s) of {context} tokens" if not skipped else
