@@ -113,11 +113,12 @@ def simulated_times(model: models.ModelConfig, prompt_tokens: int, new_tokens: i
     """
     c = hardware.get(chip)
     schedule.require_one_chip(model, c, precision, 1, min(prompt_tokens + new_tokens, model.seq_len))
-    steps = [_step_s(model, c, "prefill", max(prompt_tokens, 1), precision, params)]
-    for i in range(1, new_tokens):
-        ctx = min(prompt_tokens + i - 1, model.seq_len - 1)
-        bucket_end = min((ctx // CONTEXT_BUCKET + 1) * CONTEXT_BUCKET - 1, model.seq_len - 1)
-        steps.append(_step_s(model, c, "decode", bucket_end, precision, params))
+    steps = np.empty(max(new_tokens, 1))  # (as ever: the prefill step even for new_tokens=0)
+    steps[:1] = _step_s(model, c, "prefill", max(prompt_tokens, 1), precision, params)
+    ctx = np.minimum(prompt_tokens + np.arange(1, new_tokens) - 1, model.seq_len - 1)  # the context of token i's step
+    bucket_end = np.minimum((ctx // CONTEXT_BUCKET + 1) * CONTEXT_BUCKET - 1, model.seq_len - 1)
+    for end in np.unique(bucket_end):  # one lookup per bucket, not per token (hashing the configs costs ~15 us a lookup)
+        steps[1:][bucket_end == end] = _step_s(model, c, "decode", int(end), precision, params)
     return np.cumsum(steps)
 
 
@@ -190,6 +191,8 @@ class Engine:
         self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, c.head_dim, c.rope_theta)
         self.ops = graph.decode(c, 1, 0, precision).names  # the op list each step executes
         self._alloc_state()
+        self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._wcls, self._scls,
+                            self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads)  # _forward's, in its order
 
     @property
     def weight_bytes(self) -> int:
@@ -213,6 +216,7 @@ class Engine:
                       np.zeros((T, c.hidden_dim), f), np.zeros((T * c.n_heads, c.seq_len), f))  # X XB XO Q K V AO H1 H3 att
         self.logits = np.zeros((T, c.vocab_size), f)
         self._token = np.zeros(1, np.int64)
+        self._ahead = np.zeros(64, np.int64)  # tokens of a greedy burst (see BURST_S)
         self.k_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)  # (L, kv_dim, seq_len): positions contiguous, see kernels._attend
         self.v_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)
 
@@ -248,33 +252,53 @@ class Engine:
 
     def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
         """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
+        if self.threads == 1:  # one thread opens no parallel region (kernels.n_chunks): no numba thread setting to look up (~7 us)
+            return self._feed_here(tokens, pos0, n_logits)
         saved = numba.get_num_threads()
         if saved != self.threads:
             numba.set_num_threads(self.threads)  # per calling thread: the caller's own setting comes back below
         try:
-            if self.shards is not None:
-                rows = [sharded.forward(self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
-                        for i, t in enumerate(tokens)]
-                return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
-            T, c = self.chunk_rows, self.config
-            n_chunks = 1 if self.threads == 1 else 4 * self.threads  # see kernels._chunks
-            first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
-            for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
-                if len(tokens) == 1:  # a decode step: no list to convert
-                    self._token[0] = tokens[0]
-                    chunk = self._token
-                else:
-                    chunk = np.asarray(tokens[start:stop], np.int64)
-                n = n_logits if stop == len(tokens) else 0
-                kernels._forward(chunk, pos0 + start, n, self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S,
-                                 self._wcls, self._scls, self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
-                                 *self._bufs, self.logits, n_chunks)
-                if self.trace is not None:
-                    self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
-            return self.logits[:n_logits]
+            return self._feed_here(tokens, pos0, n_logits)
         finally:
             if saved != self.threads:
                 numba.set_num_threads(saved)
+
+    def _feed_here(self, tokens, pos0, n_logits):
+        if self.shards is not None:
+            rows = [sharded.forward(self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
+                    for i, t in enumerate(tokens)]
+            return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
+        T = self.chunk_rows
+        first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
+        for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
+            if len(tokens) == 1:  # a decode step: no list to convert
+                self._token[0] = tokens[0]
+                chunk = self._token
+            else:
+                chunk = np.asarray(tokens[start:stop], np.int64)
+            n = n_logits if stop == len(tokens) else 0
+            kernels._forward(chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, self._n_chunks(stop - start))
+            if self.trace is not None:
+                self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
+        return self.logits[:n_logits]
+
+    def _n_chunks(self, rows: int) -> int:
+        """Chunks each kernel of a forward pass over ``rows`` positions is cut into (see `kernels.n_chunks`)."""
+        return kernels.n_chunks(self.threads)
+
+    def _decode_greedy(self, token: int, pos: int, n_steps: int) -> np.ndarray:
+        """Greedy tokens after feeding ``token`` at ``pos`` (one chip): up to ``n_steps``, ending early at BOS or EOS
+        (included), in one compiled call (`kernels._decode_greedy`)."""
+        saved = numba.get_num_threads() if self.threads > 1 else self.threads
+        if saved != self.threads:
+            numba.set_num_threads(self.threads)
+        try:
+            n = kernels._decode_greedy(token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead, self._token,
+                                       *self._model_args, *self._bufs, self.logits, self._n_chunks(1))
+        finally:
+            if saved != self.threads:
+                numba.set_num_threads(saved)
+        return self._ahead[:n]
 
     def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
         """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.system.token_times`` for several."""
@@ -331,6 +355,11 @@ class Engine:
         return (TokenEvent(*fields) for fields in speculative.stream(self, draft, int(draft_tokens), ids, n_new, float(temperature), float(top_p),
                                                                      int(seed), t_sim))
 
+    # Greedy decoding runs several tokens per compiled call (`_decode_greedy`), as many as take about this long
+    # (doubling from 1): short enough that the stream still looks continuous, long enough that a small
+    # model's ~20 us of Python per call (dispatch, sampling, threads) is spread over many tokens.
+    BURST_S = 2e-3
+
     def _stream(self, ids, n_new, temperature, top_p, seed, t_sim) -> Iterator[TokenEvent]:
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
@@ -338,16 +367,32 @@ class Engine:
             return
         logits = self._feed(ids, 0, 1)[0]  # the prompt, in chunks; the classifier at its last position only
         token, pos = ids[-1], len(ids) - 1
-        for i in range(n_new):
-            nxt = kernels.sample(logits, temperature, top_p, rng)
-            if self.trace is not None:
-                self.trace.append("sample")
-            if nxt in (self.tokenizer.bos_id, self.tokenizer.eos_id):
-                return
-            yield TokenEvent(nxt, self.tokenizer.decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
-            token, pos = nxt, pos + 1
-            if i + 1 < n_new:
-                logits = self._feed([token], pos, 1)[0]
+        nxt = kernels.sample(logits, temperature, top_p, rng)
+        stops, decode = (self.tokenizer.bos_id, self.tokenizer.eos_id), self.tokenizer.decode
+        if self.trace is not None or self.shards is not None or temperature != 0:  # a token per forward pass
+            for i in range(n_new):
+                if self.trace is not None:
+                    self.trace.append("sample")
+                if nxt in stops:
+                    return
+                yield TokenEvent(nxt, decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
+                token, pos = nxt, pos + 1
+                if i + 1 < n_new:
+                    nxt = kernels.sample(self._feed([token], pos, 1)[0], temperature, top_p, rng)
+            return
+        burst, ahead, i = 1, [nxt], 0  # greedy on one chip: tokens computed ahead in bursts
+        while True:
+            for nxt in ahead:
+                if nxt in stops:
+                    return
+                yield TokenEvent(nxt, decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
+                token, pos, i = nxt, pos + 1, i + 1
+                if i == n_new:
+                    return
+            t = time.perf_counter()
+            ahead = self._decode_greedy(token, pos, min(burst, n_new - i)).tolist()
+            if time.perf_counter() - t < self.BURST_S / 2 and burst < 64:
+                burst *= 2
 
     def complete(self, prompt: str, max_new_tokens: int = 128, **kwargs) -> str:
         """The generated text as one string (``generate`` joined)."""
