@@ -125,6 +125,14 @@ def _exp(x):
     return p * scale if x > np.float32(-87.0) else np.float32(0.0)
 
 
+# A kernel splits its rows over threads only where that can pay: a parallel region costs ~2 us of fork and
+# join (TBB, 2-core AMD EPYC: a 64x64 fp32 matvec took 0.8 us on one thread and 2.7 us on two; 288x288, 4.9 us
+# and 7.2 us; 2048x288, 41 and 43 us, with the second core busy). Below this many bytes of weights (times rows;
+# for attention, of keys and values) a kernel runs on one thread even when the engine has more. So a small
+# model (stories260K, ~1 MB of weights in matrices of <= 128 KiB) decodes on one thread whatever it is given.
+PARALLEL_MIN_BYTES = 1 << 20
+
+
 def _chunks() -> int:
     """Chunks a kernel's rows are cut into: one with one thread (no parallel region at all), else 4 per thread."""
     return n_chunks(numba.get_num_threads())

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .jit import _check_f32, _chunks, _exp, _jit, _out, _pjit
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _jit, _out, _pjit
 
 
 @_jit
@@ -104,7 +104,12 @@ def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
         g, n = h // (n_heads // n_kv_heads), pos0 + t + 1  # the KV head query head h reads (GQA); positions it sees
         s = att[th, :n]
         s[:] = 0.0
-        for d in range(head_dim):  # scores against every cached key, 0..pos
+        d4 = head_dim - head_dim % 4
+        for d in range(0, d4, 4):  # scores against every cached key, 0..pos: 4 dims per pass over the scores
+            q0, q1, q2, q3 = q[t, h, d] * scale, q[t, h, d + 1] * scale, q[t, h, d + 2] * scale, q[t, h, d + 3] * scale
+            for p in range(n):
+                s[p] += q0 * kc[g, d, p] + q1 * kc[g, d + 1, p] + q2 * kc[g, d + 2, p] + q3 * kc[g, d + 3, p]
+        for d in range(d4, head_dim):
             qd = q[t, h, d] * scale
             for p in range(n):
                 s[p] += qd * kc[g, d, p]
@@ -116,7 +121,16 @@ def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
             s[p] = _exp(s[p] - m)
             total += s[p]
         inv = np.float32(1.0) / total
-        for d in range(head_dim):  # weighted sum of the values
+        for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for p in range(n):
+                w = s[p]
+                a0 += w * vc[g, d, p]
+                a1 += w * vc[g, d + 1, p]
+                a2 += w * vc[g, d + 2, p]
+                a3 += w * vc[g, d + 3, p]
+            o[t, h, d], o[t, h, d + 1], o[t, h, d + 2], o[t, h, d + 3] = a0 * inv, a1 * inv, a2 * inv, a3 * inv
+        for d in range(d4, head_dim):
             acc = np.float32(0.0)
             for p in range(n):
                 acc += s[p] * vc[g, d, p]
@@ -132,7 +146,7 @@ def _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items):
 @_jit
 def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, n_chunks):
     items = Q.shape[0] * (Q.shape[1] // (k_cache.shape[0] // n_kv_heads))  # rows x query heads
-    if n_chunks <= 1:
+    if n_chunks <= 1 or 8 * Q.size * (pos0 + Q.shape[0]) < PARALLEL_MIN_BYTES:  # ~bytes of keys and values read
         _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, 0, items)
     else:
         _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items)

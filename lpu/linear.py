@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import _check_f32, _chunks, _ijit, _jit, _out, _pjit, _to_f32
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _to_f32
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -107,16 +107,17 @@ def _rows4(da, sa, ia0, ia1, db, sb, ib0, ib1, X, oa, ob, buf):
 def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
-    buf, X3 = np.empty((4, 1, X.shape[1]), np.float32), X.reshape(X.shape[0], ng, G)
     if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: rows in pairs
         for i in range(4 * lo, min(4 * hi, d_out), 2):
             i1 = min(i + 1, last)
             out[0, i], out[0, i1] = _dot2(data, scales, i, data, scales, i1, X[0])
         return
     if X.shape[0] == 1:  # one token, int8 groups: row by row (pairs cost int8 ~2x: the conversions fill the core)
+        X3 = X.reshape(1, ng, G)
         for i in range(4 * lo, min(4 * hi, d_out)):
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
+    buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
     for blk in range(lo, hi):
         i = 4 * blk
         _rows4(data, scales, i, min(i + 1, last), data, scales, min(i + 2, last), min(i + 3, last), X, out, out, buf)
@@ -132,7 +133,7 @@ def _linear_par(data, scales, X, out, n_chunks):
 @_jit
 def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
     n_blocks = (data.shape[0] + 3) // 4
-    if n_chunks <= 1:  # one thread: no parallel region to open
+    if n_chunks <= 1 or data.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:  # one thread, or too little work: no parallel region
         _linear_rows(data, scales, X, out, 0, n_blocks)
     else:
         _linear_par(data, scales, X, out, min(n_chunks, n_blocks))
@@ -140,7 +141,8 @@ def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T,
 
 @_jit
 def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row pairs lo..hi-1 of w1, w3 (hidden, dim)
-    buf, X3 = np.empty((4, 1, X.shape[1]), np.float32), X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
+    X3 = X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
+    buf = np.empty((4 if X.shape[0] > 1 and d1.shape[1] > 1 else 0, 1, X.shape[1]), np.float32)  # int8 batches only
     last = d1.shape[0] - 1
     for p in range(lo, hi):  # rows i, i + 1 of w1 and of w3 together: the gate is ready as soon as both are
         i, i1 = 2 * p, min(2 * p + 1, last)
@@ -173,7 +175,7 @@ def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks):
 @_jit
 def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):
     n_pairs = (d1.shape[0] + 1) // 2
-    if n_chunks <= 1:
+    if n_chunks <= 1 or 2 * d1.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:
         _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_pairs)
     else:
         _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_pairs))

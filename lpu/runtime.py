@@ -277,14 +277,10 @@ class Engine:
             else:
                 chunk = np.asarray(tokens[start:stop], np.int64)
             n = n_logits if stop == len(tokens) else 0
-            kernels._forward(chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, self._n_chunks(stop - start))
+            kernels._forward(chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
             if self.trace is not None:
                 self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
         return self.logits[:n_logits]
-
-    def _n_chunks(self, rows: int) -> int:
-        """Chunks each kernel of a forward pass over ``rows`` positions is cut into (see `kernels.n_chunks`)."""
-        return kernels.n_chunks(self.threads)
 
     def _decode_greedy(self, token: int, pos: int, n_steps: int) -> np.ndarray:
         """Greedy tokens after feeding ``token`` at ``pos`` (one chip): up to ``n_steps``, ending early at BOS or EOS
@@ -294,7 +290,7 @@ class Engine:
             numba.set_num_threads(self.threads)
         try:
             n = kernels._decode_greedy(token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead, self._token,
-                                       *self._model_args, *self._bufs, self.logits, self._n_chunks(1))
+                                       *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
         finally:
             if saved != self.threads:
                 numba.set_num_threads(saved)
