@@ -23,8 +23,9 @@ from .quant import QuantizedTensor, to_precision
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
 # Every storage precision is one layout: ``data`` (d_out, n_groups, G) with ``scales`` (d_out, n_groups):
 # int8 groups of G weights share an fp32 scale (llama2.c's Q8_0); fp32 and fp16 are one group of
-# G = d_in with scale 1 (exact). One token (decode): rows go in pairs, each load of x feeds two rows,
-# two weight streams are in flight per core (+20% on an AMD EPYC and an Intel Xeon). T >= 2 tokens
+# G = d_in with scale 1 (exact). One token (decode): row by row, as run.c (pairs of rows, each load of x
+# feeding two, were never faster on the 2-core AMD EPYC and up to 3x slower from DRAM: 32000x288 fp32, the
+# stories15M classifier, 1.3 ms a row at a time against 4.0 ms in pairs; 4096x4096, 3.75 and 3.82 ms). T >= 2 tokens
 # (prefill, speculative verification): a micro-kernel does 4 rows x 4 tokens, 16 sums in registers, so
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
@@ -66,12 +67,11 @@ def _tile(d0, r0, s0, d1, r1, s1, d2, r2, s2, d3, r3, s3, X, o0, i0, o1, i1, o2,
 
 
 @_ijit
-def _dot2(da, sa, ia, db, sb, ib, x):  # run.c's loop for one token: rows ia of da and ib of db (d_out, 1, d_in) fp32/fp16 . x (d_in,)
-    acc0 = acc1 = np.float32(0.0)
-    for k in range(x.shape[0]):  # contiguous: vectorised, several partial sums per row
-        acc0 += _to_f32(da[ia, 0, k]) * x[k]
-        acc1 += _to_f32(db[ib, 0, k]) * x[k]
-    return acc0 * sa[ia, 0], acc1 * sb[ib, 0]
+def _dot(data, scales, i, x):  # run.c's loop for one token: row i of data (d_out, 1, d_in) fp32/fp16 . x (d_in,)
+    acc = np.float32(0.0)
+    for k in range(x.shape[0]):  # contiguous: vectorised, several partial sums
+        acc += _to_f32(data[i, 0, k]) * x[k]
+    return acc * scales[i, 0]
 
 
 @_ijit
@@ -107,10 +107,10 @@ def _rows4(da, sa, ia0, ia1, db, sb, ib0, ib1, X, oa, ob, buf):
 def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
-    if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: rows in pairs
-        for i in range(4 * lo, min(4 * hi, d_out), 2):
-            i1 = min(i + 1, last)
-            out[0, i], out[0, i1] = _dot2(data, scales, i, data, scales, i1, X[0])
+    if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: row by row, as run.c
+        x = X[0]
+        for i in range(4 * lo, min(4 * hi, d_out)):
+            out[0, i] = _dot(data, scales, i, x)
         return
     if X.shape[0] == 1:  # one token, int8 groups: row by row (pairs cost int8 ~2x: the conversions fill the core)
         X3 = X.reshape(1, ng, G)
@@ -147,8 +147,8 @@ def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @
     for p in range(lo, hi):  # rows i, i + 1 of w1 and of w3 together: the gate is ready as soon as both are
         i, i1 = 2 * p, min(2 * p + 1, last)
         if X.shape[0] == 1 and d1.shape[1] == 1:  # one token, fp32 or fp16
-            H1[0, i], H3[0, i] = _dot2(d1, s1, i, d3, s3, i, X[0])
-            H1[0, i1], H3[0, i1] = _dot2(d1, s1, i1, d3, s3, i1, X[0])
+            H1[0, i], H3[0, i] = _dot(d1, s1, i, X[0]), _dot(d3, s3, i, X[0])
+            H1[0, i1], H3[0, i1] = _dot(d1, s1, i1, X[0]), _dot(d3, s3, i1, X[0])
         elif X.shape[0] == 1:  # one token, int8 groups
             H1[0, i], H3[0, i] = _q8_dot(d1, s1, i, X3[0]), _q8_dot(d3, s3, i, X3[0])
             H1[0, i1], H3[0, i1] = _q8_dot(d1, s1, i1, X3[0]), _q8_dot(d3, s3, i1, X3[0])

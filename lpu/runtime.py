@@ -5,7 +5,8 @@
 forward pass (`lpu.kernels._forward`): the prompt goes through in chunks
 (batched matmuls and causal attention, the classifier only at the last
 position: the ops of ``graph.prefill``), then each decode step (``graph.decode``)
-samples the next token. Every emitted `TokenEvent` carries ``t_sim_s``, the
+samples the next token; greedy decoding runs several steps per compiled call
+(`lpu.kernels._decode_greedy`, argmax inside; see `Engine.BURST_S`). Every emitted `TokenEvent` carries ``t_sim_s``, the
 time at which an LPU system running this model would have emitted it (see
 `simulated_times`, from the static schedule of `lpu.schedule`). Introduced in
 ``notebooks/03_token_generation.ipynb``.
@@ -46,7 +47,8 @@ BUNDLED = {"shakespeare": DEFAULT_CHECKPOINT, "draft": DATA_MODELS / "tiny_shake
 # little and, when the cores are busy, loses much (benchmarks/kernels.py, 2-core Xeon): idle (load ~2),
 # 2 threads gave 1.3x (bundled model) and 1.6x (stories15M shapes); shared with other jobs (load ~10),
 # 2 threads gave 128 tok/s against 874 with 1 (bundled) and 899 against 2,092 (stories260K); issue 15
-# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow.
+# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow. With more
+# threads, a kernel still runs on one where its work is below `lpu.jit.PARALLEL_MIN_BYTES` (small models: all).
 DEFAULT_THREADS = 1
 
 
@@ -250,22 +252,22 @@ class Engine:
             raise ValueError(f"position {pos!r} is outside {c.name}'s context of {c.seq_len} tokens (0..{c.seq_len - 1})")
         return self._feed([int(token)], int(pos), 1)[0]
 
-    def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
-        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
-        if self.threads == 1:  # one thread opens no parallel region (kernels.n_chunks): no numba thread setting to look up (~7 us)
-            return self._feed_here(tokens, pos0, n_logits)
-        saved = numba.get_num_threads()
+    def _threaded(self, fn, *args):
+        """``fn(*args)`` with numba's threads set to this engine's (per calling thread; the caller's setting comes back).
+        With one thread there is nothing to set, as no kernel opens a parallel region, nor to look up (~7 us a call)."""
+        saved = numba.get_num_threads() if self.threads > 1 else 1
         if saved != self.threads:
-            numba.set_num_threads(self.threads)  # per calling thread: the caller's own setting comes back below
+            numba.set_num_threads(self.threads)
         try:
-            return self._feed_here(tokens, pos0, n_logits)
+            return fn(*args)
         finally:
             if saved != self.threads:
                 numba.set_num_threads(saved)
 
-    def _feed_here(self, tokens, pos0, n_logits):
+    def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
+        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
         if self.shards is not None:
-            rows = [sharded.forward(self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
+            rows = [self._threaded(sharded.forward, self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
                     for i, t in enumerate(tokens)]
             return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
         T = self.chunk_rows
@@ -277,7 +279,7 @@ class Engine:
             else:
                 chunk = np.asarray(tokens[start:stop], np.int64)
             n = n_logits if stop == len(tokens) else 0
-            kernels._forward(chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
+            self._threaded(kernels._forward, chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
             if self.trace is not None:
                 self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
         return self.logits[:n_logits]
@@ -285,15 +287,8 @@ class Engine:
     def _decode_greedy(self, token: int, pos: int, n_steps: int) -> np.ndarray:
         """Greedy tokens after feeding ``token`` at ``pos`` (one chip): up to ``n_steps``, ending early at BOS or EOS
         (included), in one compiled call (`kernels._decode_greedy`)."""
-        saved = numba.get_num_threads() if self.threads > 1 else self.threads
-        if saved != self.threads:
-            numba.set_num_threads(self.threads)
-        try:
-            n = kernels._decode_greedy(token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead, self._token,
-                                       *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
-        finally:
-            if saved != self.threads:
-                numba.set_num_threads(saved)
+        n = self._threaded(kernels._decode_greedy, token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead,
+                           self._token, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
         return self._ahead[:n]
 
     def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
@@ -365,29 +360,24 @@ class Engine:
         token, pos = ids[-1], len(ids) - 1
         nxt = kernels.sample(logits, temperature, top_p, rng)
         stops, decode = (self.tokenizer.bos_id, self.tokenizer.eos_id), self.tokenizer.decode
-        if self.trace is not None or self.shards is not None or temperature != 0:  # a token per forward pass
-            for i in range(n_new):
-                if self.trace is not None:
-                    self.trace.append("sample")
-                if nxt in stops:
-                    return
-                yield TokenEvent(nxt, decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
-                token, pos = nxt, pos + 1
-                if i + 1 < n_new:
-                    nxt = kernels.sample(self._feed([token], pos, 1)[0], temperature, top_p, rng)
-            return
-        burst, ahead, i = 1, [nxt], 0  # greedy on one chip: tokens computed ahead in bursts
+        one_by_one = self.trace is not None or self.shards is not None or temperature != 0  # else greedy, in bursts
+        burst, ahead, i = 1, [nxt], 0
         while True:
             for nxt in ahead:
+                if self.trace is not None:
+                    self.trace.append("sample")
                 if nxt in stops:
                     return
                 yield TokenEvent(nxt, decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
                 token, pos, i = nxt, pos + 1, i + 1
                 if i == n_new:
                     return
+            if one_by_one:
+                ahead = [kernels.sample(self._feed([token], pos, 1)[0], temperature, top_p, rng)]
+                continue
             t = time.perf_counter()
             ahead = self._decode_greedy(token, pos, min(burst, n_new - i)).tolist()
-            if time.perf_counter() - t < self.BURST_S / 2 and burst < 64:
+            if time.perf_counter() - t < self.BURST_S / 2 and burst < len(self._ahead):
                 burst *= 2
 
     def complete(self, prompt: str, max_new_tokens: int = 128, **kwargs) -> str:
