@@ -31,7 +31,6 @@ busy machine does not disturb as much), and whether the greedy text is identical
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import resource
@@ -347,19 +346,22 @@ def llama2c_table(src: Path, repeats: int, tokens: int = 200) -> None:
                 n_prompt = len(eng.tokenizer.encode(prompt))
                 n = min(tokens, eng.config.seq_len - n_prompt)  # as many as run.c makes (it stops at seq_len positions)
                 list(eng.generate(prompt, 8))  # compile / warm up
-                ours, theirs, same, our_cpu, their_cpu = 0.0, 0.0, True, math.inf, math.inf
+                ours, theirs, same = 0.0, 0.0, True
+                cpu = {"ours": [], "ours_start": [], "theirs": [], "theirs_start": []}
                 for _ in range(repeats):  # interleaved, best of each: the least disturbed run of a shared machine
                     t = time.process_time()
                     next(eng.generate(prompt, 1))
-                    t_start = time.process_time() - t  # the prompt and the first token: not decoding
+                    cpu["ours_start"].append(time.process_time() - t)  # the prompt and the first token: not decoding
                     t = time.process_time()
                     evs = list(eng.generate(prompt, n))
-                    our_cpu = min(our_cpu, max(time.process_time() - t - t_start, 1e-9) / (len(evs) - 1))
+                    cpu["ours"].append(time.process_time() - t)
                     ours = max(ours, (len(evs) - 1) / (evs[-1].t_wall_s - evs[0].t_wall_s))
-                    rate, text, cpu = _llama2c(binary, model, tok, prompt, n_prompt - 1 + n, threads)
-                    start_cpu = _llama2c(binary, model, tok, prompt, n_prompt, threads)[2]  # loading, the prompt, the first token
-                    theirs, their_cpu = max(theirs, rate), min(their_cpu, max(cpu - start_cpu, 1e-9) / (n - 1))
+                    rate, text, their = _llama2c(binary, model, tok, prompt, n_prompt - 1 + n, threads)
+                    cpu["theirs"].append(their)
+                    cpu["theirs_start"].append(_llama2c(binary, model, tok, prompt, n_prompt, threads)[2])  # loading, the prompt, the first token
+                    theirs = max(theirs, rate)
                     same &= _printable(text) == _printable(prompt + "".join(e.text for e in evs))
+                our_cpu, their_cpu = ((min(cpu[k]) - min(cpu[k + "_start"])) / (len(evs) - 1) for k in ("ours", "theirs"))  # CPU s per decoded token
                 print(f"{name:44s} {threads:7d} {ours:10,.0f} {theirs:9,.0f} {ours / theirs:6.2f} {their_cpu / our_cpu:9.2f}  {same}", flush=True)
         # prefill: a ~200-token prompt, 1 thread; run.c feeds it one position at a time (classifier included)
         eng = Engine.from_llama2c(v0, tok15, threads=1)
