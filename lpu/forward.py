@@ -1,4 +1,5 @@
-"""A whole Llama forward pass as one compiled call (`_forward`), the fast path of `lpu.runtime.Engine`.
+"""A whole Llama forward pass as one compiled call (`_forward`), and greedy decoding several steps per call
+(`_decode_greedy`): the fast path of `lpu.runtime.Engine`.
 
 Decoding a small model is dominated by the cost of calling kernels, not by the kernels: one
 compiled call per forward pass, with every buffer preallocated, replaces ~17 calls per layer.
@@ -44,7 +45,6 @@ def _forward(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcl
         x += xo
     _rmsnorm(x[T - n_logits:], rms_final, eps, xb[T - n_logits:])  # the classifier only where a token is sampled
     _linear(wcls, scls, xb[T - n_logits:], logits[:n_logits], n_chunks)
-
 
 
 @_jit
