@@ -5,7 +5,8 @@
 forward pass (`lpu.kernels._forward`): the prompt goes through in chunks
 (batched matmuls and causal attention, the classifier only at the last
 position: the ops of ``graph.prefill``), then each decode step (``graph.decode``)
-samples the next token. Every emitted `TokenEvent` carries ``t_sim_s``, the
+samples the next token; greedy decoding runs several steps per compiled call
+(`lpu.kernels._decode_greedy`, argmax inside; see `Engine.BURST_S`). Every emitted `TokenEvent` carries ``t_sim_s``, the
 time at which an LPU system running this model would have emitted it (see
 `simulated_times`, from the static schedule of `lpu.schedule`). Introduced in
 ``notebooks/03_token_generation.ipynb``.
@@ -46,7 +47,8 @@ BUNDLED = {"shakespeare": DEFAULT_CHECKPOINT, "draft": DATA_MODELS / "tiny_shake
 # little and, when the cores are busy, loses much (benchmarks/kernels.py, 2-core Xeon): idle (load ~2),
 # 2 threads gave 1.3x (bundled model) and 1.6x (stories15M shapes); shared with other jobs (load ~10),
 # 2 threads gave 128 tok/s against 874 with 1 (bundled) and 899 against 2,092 (stories260K); issue 15
-# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow.
+# saw 36 against 254. Every parallel kernel waits for its slowest thread, and a busy core is slow. With more
+# threads, a kernel still runs on one where its work is below `lpu.jit.PARALLEL_MIN_BYTES` (small models: all).
 DEFAULT_THREADS = 1
 
 
@@ -113,11 +115,12 @@ def simulated_times(model: models.ModelConfig, prompt_tokens: int, new_tokens: i
     """
     c = hardware.get(chip)
     schedule.require_one_chip(model, c, precision, 1, min(prompt_tokens + new_tokens, model.seq_len))
-    steps = [_step_s(model, c, "prefill", max(prompt_tokens, 1), precision, params)]
-    for i in range(1, new_tokens):
-        ctx = min(prompt_tokens + i - 1, model.seq_len - 1)
-        bucket_end = min((ctx // CONTEXT_BUCKET + 1) * CONTEXT_BUCKET - 1, model.seq_len - 1)
-        steps.append(_step_s(model, c, "decode", bucket_end, precision, params))
+    steps = np.empty(max(new_tokens, 1))  # (as ever: the prefill step even for new_tokens=0)
+    steps[:1] = _step_s(model, c, "prefill", max(prompt_tokens, 1), precision, params)
+    ctx = np.minimum(prompt_tokens + np.arange(1, new_tokens) - 1, model.seq_len - 1)  # the context of token i's step
+    bucket_end = np.minimum((ctx // CONTEXT_BUCKET + 1) * CONTEXT_BUCKET - 1, model.seq_len - 1)
+    for end in np.unique(bucket_end):  # one lookup per bucket, not per token (hashing the configs costs ~15 us a lookup)
+        steps[1:][bucket_end == end] = _step_s(model, c, "decode", int(end), precision, params)
     return np.cumsum(steps)
 
 
@@ -190,6 +193,8 @@ class Engine:
         self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, c.head_dim, c.rope_theta)
         self.ops = graph.decode(c, 1, 0, precision).names  # the op list each step executes
         self._alloc_state()
+        self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._wcls, self._scls,
+                            self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads)  # _forward's, in its order
 
     @property
     def weight_bytes(self) -> int:
@@ -213,6 +218,7 @@ class Engine:
                       np.zeros((T, c.hidden_dim), f), np.zeros((T * c.n_heads, c.seq_len), f))  # X XB XO Q K V AO H1 H3 att
         self.logits = np.zeros((T, c.vocab_size), f)
         self._token = np.zeros(1, np.int64)
+        self._ahead = np.zeros(64, np.int64)  # tokens of a greedy burst (see BURST_S)
         self.k_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)  # (L, kv_dim, seq_len): positions contiguous, see kernels._attend
         self.v_cache = np.zeros((c.n_layers, c.kv_dim, c.seq_len), f)
 
@@ -246,35 +252,44 @@ class Engine:
             raise ValueError(f"position {pos!r} is outside {c.name}'s context of {c.seq_len} tokens (0..{c.seq_len - 1})")
         return self._feed([int(token)], int(pos), 1)[0]
 
-    def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
-        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
-        saved = numba.get_num_threads()
+    def _threaded(self, fn, *args):
+        """``fn(*args)`` with numba's threads set to this engine's (per calling thread; the caller's setting comes back).
+        With one thread there is nothing to set, as no kernel opens a parallel region, nor to look up (~7 us a call)."""
+        saved = numba.get_num_threads() if self.threads > 1 else 1
         if saved != self.threads:
-            numba.set_num_threads(self.threads)  # per calling thread: the caller's own setting comes back below
+            numba.set_num_threads(self.threads)
         try:
-            if self.shards is not None:
-                rows = [sharded.forward(self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
-                        for i, t in enumerate(tokens)]
-                return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
-            T, c = self.chunk_rows, self.config
-            n_chunks = 1 if self.threads == 1 else 4 * self.threads  # see kernels._chunks
-            first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
-            for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
-                if len(tokens) == 1:  # a decode step: no list to convert
-                    self._token[0] = tokens[0]
-                    chunk = self._token
-                else:
-                    chunk = np.asarray(tokens[start:stop], np.int64)
-                n = n_logits if stop == len(tokens) else 0
-                kernels._forward(chunk, pos0 + start, n, self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S,
-                                 self._wcls, self._scls, self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
-                                 *self._bufs, self.logits, n_chunks)
-                if self.trace is not None:
-                    self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
-            return self.logits[:n_logits]
+            return fn(*args)
         finally:
             if saved != self.threads:
                 numba.set_num_threads(saved)
+
+    def _feed(self, tokens: list[int], pos0: int, n_logits: int) -> np.ndarray:
+        """Feed ``tokens`` (trusted ids) at positions pos0..; the logits (n_logits <= chunk_rows, vocab) of the last n_logits positions."""
+        if self.shards is not None:
+            rows = [self._threaded(sharded.forward, self.shards, self.plan, t, pos0 + i, np.empty(self.config.vocab_size, np.float32), self.trace)
+                    for i, t in enumerate(tokens)]
+            return np.stack(rows[len(rows) - n_logits:]) if n_logits else np.empty((0, self.config.vocab_size), np.float32)
+        T = self.chunk_rows
+        first = len(tokens) % T or T  # the last chunk is full, so it holds all the logits rows asked for (n_logits <= T)
+        for start, stop in zip([0] + list(range(first, len(tokens), T)), range(first, len(tokens) + 1, T)):
+            if len(tokens) == 1:  # a decode step: no list to convert
+                self._token[0] = tokens[0]
+                chunk = self._token
+            else:
+                chunk = np.asarray(tokens[start:stop], np.int64)
+            n = n_logits if stop == len(tokens) else 0
+            self._threaded(kernels._forward, chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
+            if self.trace is not None:
+                self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
+        return self.logits[:n_logits]
+
+    def _decode_greedy(self, token: int, pos: int, n_steps: int) -> np.ndarray:
+        """Greedy tokens after feeding ``token`` at ``pos`` (one chip): up to ``n_steps``, ending early at BOS or EOS
+        (included), in one compiled call (`kernels._decode_greedy`)."""
+        n = self._threaded(kernels._decode_greedy, token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead,
+                           self._token, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
+        return self._ahead[:n]
 
     def simulated_times(self, prompt_tokens: int, new_tokens: int, precision_sim: str = "int8") -> np.ndarray:
         """``t_sim_s`` of each new token: `simulated_times` for one chip, ``lpu.system.token_times`` for several."""
@@ -331,6 +346,11 @@ class Engine:
         return (TokenEvent(*fields) for fields in speculative.stream(self, draft, int(draft_tokens), ids, n_new, float(temperature), float(top_p),
                                                                      int(seed), t_sim))
 
+    # Greedy decoding runs several tokens per compiled call (`_decode_greedy`), as many as take about this long
+    # (doubling from 1): short enough that the stream still looks continuous, long enough that a small
+    # model's ~20 us of Python per call (dispatch, sampling, threads) is spread over many tokens.
+    BURST_S = 2e-3
+
     def _stream(self, ids, n_new, temperature, top_p, seed, t_sim) -> Iterator[TokenEvent]:
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
@@ -338,16 +358,27 @@ class Engine:
             return
         logits = self._feed(ids, 0, 1)[0]  # the prompt, in chunks; the classifier at its last position only
         token, pos = ids[-1], len(ids) - 1
-        for i in range(n_new):
-            nxt = kernels.sample(logits, temperature, top_p, rng)
-            if self.trace is not None:
-                self.trace.append("sample")
-            if nxt in (self.tokenizer.bos_id, self.tokenizer.eos_id):
-                return
-            yield TokenEvent(nxt, self.tokenizer.decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
-            token, pos = nxt, pos + 1
-            if i + 1 < n_new:
-                logits = self._feed([token], pos, 1)[0]
+        nxt = kernels.sample(logits, temperature, top_p, rng)
+        stops, decode = (self.tokenizer.bos_id, self.tokenizer.eos_id), self.tokenizer.decode
+        one_by_one = self.trace is not None or self.shards is not None or temperature != 0  # else greedy, in bursts
+        burst, ahead, i = 1, [nxt], 0
+        while True:
+            for nxt in ahead:
+                if self.trace is not None:
+                    self.trace.append("sample")
+                if nxt in stops:
+                    return
+                yield TokenEvent(nxt, decode(token, nxt), pos + 1, float(t_sim[i]), time.perf_counter() - t0)
+                token, pos, i = nxt, pos + 1, i + 1
+                if i == n_new:
+                    return
+            if one_by_one:
+                ahead = [kernels.sample(self._feed([token], pos, 1)[0], temperature, top_p, rng)]
+                continue
+            t = time.perf_counter()
+            ahead = self._decode_greedy(token, pos, min(burst, n_new - i)).tolist()
+            if time.perf_counter() - t < self.BURST_S / 2 and burst < len(self._ahead):
+                burst *= 2
 
     def complete(self, prompt: str, max_new_tokens: int = 128, **kwargs) -> str:
         """The generated text as one string (``generate`` joined)."""

@@ -270,3 +270,27 @@ def test_sample_rejects_bad_arguments():
         K.sample(logits, 1.0, top_p=0.0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="expected a non-empty 1-D array"):
         K.sample(np.zeros((2, 2), np.float32))
+
+
+def test_argmax_is_numpys():
+    """The compiled argmax of the greedy decode loop: np.argmax's first maximum on ties, the first NaN if any."""
+    rng = _rng("argmax")
+    cases = [rng.standard_normal(n).astype(np.float32) for n in (1, 2, 7, 512, 32000)]
+    cases += [np.array([3, 1, 3, 3], np.float32), np.array([-np.inf, -np.inf], np.float32), np.array([1, np.nan, 5, np.nan], np.float32),
+              np.array([np.nan, 1], np.float32), np.array([0, np.inf, np.inf], np.float32)]
+    for x in cases:
+        assert K._argmax(x) == np.argmax(x), x
+
+
+def test_kernel_modules_share_one_cache_stamp():
+    """A kernel is cached with its callees from the other kernel modules, so all share one source stamp (an edit of
+    any one recompiles all), and that stamp follows the modules' contents."""
+    import hashlib
+    from pathlib import Path
+
+    from lpu import jit
+
+    funcs = (K._forward, K._decode_greedy, K._linear, K._attention, K._argmax, K._exp)
+    stamps = {f._cache._impl.locator.get_source_stamp() for f in funcs}
+    here = Path(jit.__file__).parent
+    assert stamps == {hashlib.sha256(b"".join((here / name).read_bytes() for name in jit.KERNEL_MODULES)).hexdigest()}

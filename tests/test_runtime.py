@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,35 @@ def test_cli_generate_checks_arguments_before_printing_and_runs_speculative(caps
     out, err = capsys.readouterr()
     plain = "ROMEO:" + Engine.default().complete("ROMEO:", 30)
     assert out.strip() == plain.strip() and "judged draft tokens accepted" in err and "1 thread)" in err
+
+
+def test_greedy_bursts_give_the_token_by_token_stream(bundled):
+    """Greedy decoding runs several steps per compiled call (argmax inside); its events equal those of the
+    one-step-per-call path (taken when a trace is recorded), ids, texts, positions and simulated times alike,
+    and the stream stops at the same place when max_new_tokens or the context runs out."""
+    fields = lambda evs: [(e.token_id, e.text, e.position, e.t_sim_s) for e in evs]  # noqa: E731
+    for prompt, n in (("ROMEO:", 150), ("To be", 1), ("To be", 2), ("", 70)):
+        fast = fields(bundled.generate(prompt, n))
+        bundled.trace = []
+        try:
+            slow = fields(bundled.generate(prompt, n))
+        finally:
+            bundled.trace = None
+        assert fast == slow and len(fast) == n
+    ids = bundled.tokenizer.encode("ROMEO:")
+    tail = list(bundled.generate("ROMEO:", 10**6))  # to the end of the context
+    assert len(tail) == bundled.config.seq_len - len(ids) and tail[-1].position == bundled.config.seq_len - 1
+
+
+def test_greedy_burst_stops_at_bos_or_eos(bundled):
+    """A BOS/EOS that greedy decoding produces ends the stream, unemitted, in a burst as token by token."""
+    first = [e.token_id for e in bundled.generate("ROMEO:", 40)]
+    tok = copy.copy(bundled.tokenizer)
+    fresh = [i for i in range(3, 40) if first[i] not in first[:i]]  # tokens first produced at position i
+    for n, (eos, bos) in ((fresh[0], (first[fresh[0]], 1)), (fresh[-1], (2, first[fresh[-1]]))):  # pretend one is EOS, then BOS
+        tok.eos_id, tok.bos_id = eos, bos
+        eng = Engine(bundled.checkpoint, tok)
+        want = first[:n]
+        assert [e.token_id for e in eng.generate("ROMEO:", 40)] == want
+        eng.trace = []
+        assert [e.token_id for e in eng.generate("ROMEO:", 40)] == want

@@ -1,0 +1,167 @@
+"""The numba machinery every CPU kernel shares: threading layer, jit flags, and a few compiled primitives.
+
+One place for the jit flags (``_jit``, ``_pjit``, ``_ijit``), the threading layer, the float32
+conversions the kernels read weights through, a vectorisable ``exp`` and the input checks of the
+public wrappers. The kernels themselves are in `lpu.linear` (matrix products), `lpu.layer_ops`
+(rmsnorm, rope, attention, swiglu), `lpu.sampling` and `lpu.forward` (a whole forward pass);
+`lpu.kernels` gathers them. Introduced in ``notebooks/03_token_generation.ipynb``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import math
+import os
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+# Threading layer: TBB, the one both fork-safe (after GNU OpenMP, numba's default here, has run a parallel kernel, a
+# forked child dies, so a multiprocessing pool hangs) and thread-safe (lpu serve runs kernels from several threads at
+# once; workqueue aborts on that). PyPI's tbb puts libtbb in <prefix>/lib, which the loader does not search in a venv:
+# load it by path first (numba/numba#6108). A layer the user chose (NUMBA_THREADING_LAYER) wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    try:
+        for _lib in importlib.metadata.files("tbb") or ():
+            if _lib.name.startswith("libtbb.so."):
+                ctypes.CDLL(str(_lib.locate()), mode=ctypes.RTLD_GLOBAL)
+                break
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        pass  # conda's tbb sits where its Python finds it
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401  (raises where TBB cannot load)
+
+        numba.config.THREADING_LAYER = "safe"
+    except ImportError:
+        pass  # no TBB on this platform: numba's default layer (thread-safe, not always fork-safe)
+
+# numba keys a kernel's disk cache on its own source file only, but a kernel is compiled together with its callees:
+# ``_forward`` (lpu/forward.py) holds the code of lpu/linear.py's and lpu/layer_ops.py's kernels, and would load stale
+# after an edit of those alone. So the kernel modules share one stamp: editing any one recompiles them all (as when
+# they were one file). Done through numba's cache locators, before the first @_jit below.
+KERNEL_MODULES = ("jit.py", "linear.py", "layer_ops.py", "sampling.py", "forward.py")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels_stamp(stats: tuple) -> str:  # stats: (mtime, size) of each kernel module, so that an edit re-hashes
+    h = hashlib.sha256()
+    for name in KERNEL_MODULES:
+        with open(os.path.join(_HERE, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _shared_stamp(base: type) -> type:
+    class Locator(base):
+        def get_source_stamp(self):
+            path = os.path.abspath(self._py_file)
+            if os.path.dirname(path) == _HERE and os.path.basename(path) in KERNEL_MODULES:
+                stats = tuple((st.st_mtime_ns, st.st_size) for st in (os.stat(os.path.join(_HERE, n)) for n in KERNEL_MODULES))
+                return _kernels_stamp(stats)
+            return super().get_source_stamp()
+
+    Locator.__name__ = Locator.__qualname__ = f"LpuKernels{base.__name__.lstrip('_')}"
+    return Locator
+
+
+try:
+    from numba.core import caching as _caching
+
+    _impl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl  # numba >= 0.61 / before
+    _impl._locator_classes = [_shared_stamp(c) if c.__name__.lstrip("_") in ("InTreeCacheLocator", "UserWideCacheLocator") else c
+                              for c in _impl._locator_classes]
+except (ImportError, AttributeError):  # another numba layout: each module keyed on its own file, as numba does
+    pass
+
+# All the jit flags, in one place. This fastmath subset lets LLVM reorder float sums
+# (vectorised reductions with several partial sums) and fuse multiply-adds, but unlike
+# fastmath=True keeps inf and NaN working: masked logits of -inf stay correct.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH)
+_jit = numba.njit(**_JIT)
+_pjit = numba.njit(**_JIT, parallel=True)  # for loops over prange
+_ijit = numba.njit(**_JIT, inline="always")  # micro-kernels called once per row pair: inlined where they are called
+
+
+@intrinsic
+def _to_f32(typingctx, v):
+    """A stored weight as float32: fp32 as is, fp16 bits (uint16) widened exactly (``vcvtph2ps`` on
+    x86), int8 converted. numba has no CPU float16 type, so fp16 weights reach the kernels as their
+    uint16 bit patterns; one kernel body then serves the three storage precisions."""
+    if v == types.float32:
+        return types.float32(v), lambda context, builder, signature, args: args[0]
+    if v == types.uint16:
+        return types.float32(v), lambda context, builder, signature, args: builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    if v == types.int8:
+        return types.float32(v), lambda context, builder, signature, args: builder.sitofp(args[0], ir.FloatType())
+    return None
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    if bits != types.int32:
+        return None
+    return types.float32(bits), lambda context, builder, signature, args: builder.bitcast(args[0], ir.FloatType())
+
+
+@_jit
+def _exp(x):
+    """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within ~2 ulp of ``math.exp``: the
+    range-reduced Taylor series, so that loops of it vectorise (a libm call per element does not; numba
+    has no vector exp without Intel's SVML). Below -87 (e**x < 2**-126) it returns 0."""
+    n = math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # x = n ln2 + r, |r| <= ln2 / 2
+    r = x - n * np.float32(0.693145751953125) - n * np.float32(1.428606765330187e-06)  # ln2 in two parts: r exact
+    p = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
+        np.float32(1 / 24) + r * (np.float32(1 / 120) + r * np.float32(1 / 720))))))  # error ~r**7/5040 < 1.2e-7
+    scale = _f32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))  # 2**n
+    return p * scale if x > np.float32(-87.0) else np.float32(0.0)
+
+
+# A kernel splits its rows over threads only where that can pay: a parallel region costs ~2 us of fork and
+# join (TBB, 2-core AMD EPYC: a 64x64 fp32 matvec took 0.8 us on one thread and 2.7 us on two; 288x288, 4.9 us
+# and 7.2 us; 2048x288, 41 and 43 us, with the second core busy). Below this many bytes of weights (times rows;
+# for attention, of keys and values) a kernel runs on one thread even when the engine has more. So a small
+# model (stories260K, ~1 MB of weights in matrices of <= 128 KiB) decodes on one thread whatever it is given.
+PARALLEL_MIN_BYTES = 1 << 20
+
+
+def _chunks() -> int:
+    """Chunks a kernel's rows are cut into: one with one thread (no parallel region at all), else 4 per thread."""
+    return n_chunks(numba.get_num_threads())
+
+
+def n_chunks(threads: int) -> int:
+    """`_chunks` for ``threads`` threads: 1 (the single-thread path opens no parallel region), else 4 per thread."""
+    return 1 if threads <= 1 else 4 * threads
+
+
+def _check_f32(fn, name, a, shape=None, expected=None):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{fn}: {name} must be a float32 numpy array, got {type(a).__name__}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{fn}: {name} has shape {a.shape}; expected {expected or shape}")
+    if a.dtype != np.float32:
+        raise ValueError(f"{fn}: {name} has dtype {a.dtype}; expected float32")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{fn}: {name} must be C-contiguous; use np.ascontiguousarray")
+
+
+def _out(fn, out, shape, *inputs):
+    if out is None:
+        return np.empty(shape, np.float32)
+    _check_f32(fn, "out", out, shape)
+    if not out.flags.writeable:
+        raise ValueError(f"{fn}: out is read-only")
+    for a in inputs:
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{fn}: out must not overlap the inputs")
+    return out
+

@@ -1,0 +1,199 @@
+"""The vector kernels of a Llama layer in numba: rmsnorm, rotary embedding, causal attention, swiglu.
+
+The ``_underscored`` kernels work on batches of rows (T tokens of a prefill chunk, or one) and trust
+their inputs; the public functions check them and raise ``ValueError``.
+Introduced in ``notebooks/03_token_generation.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _jit, _out, _pjit
+
+
+@_jit
+def _rmsnorm(x, weight, eps, out):  # x, out (B, d); weight (d,)
+    for b in range(x.shape[0]):
+        ss = np.float32(0.0)
+        for j in range(x.shape[1]):
+            ss += x[b, j] * x[b, j]
+        inv = np.float32(1.0 / math.sqrt(ss / x.shape[1] + eps))
+        for j in range(x.shape[1]):  # out may be x itself
+            out[b, j] = weight[j] * (inv * x[b, j])
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float = 1e-5, out: np.ndarray | None = None) -> np.ndarray:
+    """``weight * x / sqrt(mean(x**2) + eps)`` over the last axis of x (d,) or (B, d); ``out=x`` is allowed."""
+    _check_f32("rmsnorm", "x", x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"rmsnorm: x has shape {x.shape}; expected (d,) or (B, d)")
+    _check_f32("rmsnorm", "weight", weight, (x.shape[-1],))
+    if out is None:
+        out = np.empty_like(x)
+    elif out is not x:
+        out = _out("rmsnorm", out, x.shape, weight)
+    x2, out2 = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1])
+    _rmsnorm(x2, weight, float(eps), out2)
+    return out
+
+
+@_jit
+def _rope_table(pos0, head_dim, theta, cos, sin):  # cos, sin (n, head_dim // 2): positions pos0 .. pos0 + n - 1
+    for t in range(cos.shape[0]):
+        for i in range(0, head_dim, 2):  # pair (i, i+1) of every head turns by pos * theta**(-i / head_dim)
+            angle = (pos0 + t) * theta ** (-i / head_dim)  # float64, as accurate at pos 8192 as at pos 0
+            cos[t, i // 2], sin[t, i // 2] = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+
+
+def rope_table(positions: int, head_dim: int, theta: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (positions, head_dim // 2) float32 of the angles `rope` turns each pair by, for positions 0..positions-1."""
+    cos, sin = np.empty((positions, head_dim // 2), np.float32), np.empty((positions, head_dim // 2), np.float32)
+    _rope_table(0, int(head_dim), float(theta), cos, sin)
+    return cos, sin
+
+
+@_jit
+def _rope(Q, K, pos0, cos, sin):  # Q (T, n_heads * hd), K (T, n_kv_heads * hd): row t at position pos0 + t
+    half = cos.shape[1]
+    for t in range(Q.shape[0]):
+        for i in range(half):
+            c, s = cos[pos0 + t, i], sin[pos0 + t, i]
+            for j in range(2 * i, Q.shape[1], 2 * half):
+                v0, v1 = Q[t, j], Q[t, j + 1]
+                Q[t, j], Q[t, j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
+            for j in range(2 * i, K.shape[1], 2 * half):
+                v0, v1 = K[t, j], K[t, j + 1]
+                K[t, j], K[t, j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
+
+
+def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 10000.0) -> None:
+    """Rotary embedding in place, llama2.c's convention: q (n_heads * head_dim,), k (n_kv_heads * head_dim,);
+    the adjacent pair (2i, 2i+1) of each head turns by ``pos * theta ** (-2i / head_dim)`` radians."""
+    if not isinstance(head_dim, (int, np.integer)) or head_dim < 2 or head_dim % 2:
+        raise ValueError(f"rope: head_dim must be a positive even integer, got {head_dim!r}")
+    if not isinstance(pos, (int, np.integer)) or pos < 0:
+        raise ValueError(f"rope: pos must be a non-negative integer, got {pos!r}")
+    for name, v in (("q", q), ("k", k)):
+        _check_f32("rope", name, v)
+        if v.ndim != 1 or v.shape[0] % head_dim:
+            raise ValueError(f"rope: {name} has shape {v.shape}; expected (n_heads * head_dim,) with head_dim={head_dim}")
+    cos, sin = np.empty((1, head_dim // 2), np.float32), np.empty((1, head_dim // 2), np.float32)
+    _rope_table(int(pos), int(head_dim), float(theta), cos, sin)
+    _rope(q.reshape(1, -1), k.reshape(1, -1), 0, cos, sin)
+
+
+@_jit
+def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
+    # items lo..hi-1, item th = (row t, query head h), of Q, out (T, n_heads * head_dim): row t is the token at
+    # pos0 + t, attending causally over cache positions 0..pos0 + t. The caches are transposed, (kv_dim, seq_len):
+    # position runs along the rows, so each loop below runs over contiguous positions and vectorises even for a
+    # head_dim of 8. att (T * n_heads, >= pos0 + T): scratch for the scores.
+    T = Q.shape[0]
+    kv_dim, seq_len = k_cache.shape
+    head_dim = kv_dim // n_kv_heads
+    n_heads = Q.shape[1] // head_dim
+    q, o = Q.reshape(T, n_heads, head_dim), out.reshape(T, n_heads, head_dim)
+    kc, vc = k_cache.reshape(n_kv_heads, head_dim, seq_len), v_cache.reshape(n_kv_heads, head_dim, seq_len)
+    scale = np.float32(1.0 / math.sqrt(head_dim))
+    for th in range(lo, hi):
+        t, h = th // n_heads, th % n_heads
+        g, n = h // (n_heads // n_kv_heads), pos0 + t + 1  # the KV head query head h reads (GQA); positions it sees
+        s = att[th, :n]
+        s[:] = 0.0
+        d4 = head_dim - head_dim % 4
+        for d in range(0, d4, 4):  # scores against every cached key, 0..pos: 4 dims per pass over the scores
+            q0, q1, q2, q3 = q[t, h, d] * scale, q[t, h, d + 1] * scale, q[t, h, d + 2] * scale, q[t, h, d + 3] * scale
+            for p in range(n):
+                s[p] += q0 * kc[g, d, p] + q1 * kc[g, d + 1, p] + q2 * kc[g, d + 2, p] + q3 * kc[g, d + 3, p]
+        for d in range(d4, head_dim):
+            qd = q[t, h, d] * scale
+            for p in range(n):
+                s[p] += qd * kc[g, d, p]
+        m = -np.inf
+        for p in range(n):
+            m = max(m, s[p])
+        total = np.float32(0.0)
+        for p in range(n):  # softmax
+            s[p] = _exp(s[p] - m)
+            total += s[p]
+        inv = np.float32(1.0) / total
+        for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for p in range(n):
+                w = s[p]
+                a0 += w * vc[g, d, p]
+                a1 += w * vc[g, d + 1, p]
+                a2 += w * vc[g, d + 2, p]
+                a3 += w * vc[g, d + 3, p]
+            o[t, h, d], o[t, h, d + 1], o[t, h, d + 2], o[t, h, d + 3] = a0 * inv, a1 * inv, a2 * inv, a3 * inv
+        for d in range(d4, head_dim):
+            acc = np.float32(0.0)
+            for p in range(n):
+                acc += s[p] * vc[g, d, p]
+            o[t, h, d] = acc * inv
+
+
+@_pjit
+def _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items):
+    for th in prange(items):
+        _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, th, th + 1)
+
+
+@_jit
+def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, n_chunks):
+    items = Q.shape[0] * (Q.shape[1] // (k_cache.shape[0] // n_kv_heads))  # rows x query heads
+    if n_chunks <= 1 or 8 * Q.size * (pos0 + Q.shape[0]) < PARALLEL_MIN_BYTES:  # ~bytes of keys and values read
+        _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, 0, items)
+    else:
+        _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items)
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int, n_kv_heads: int,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Grouped-query attention of the token at ``pos`` over cached positions 0..pos (inclusive).
+
+    Cache layout (run.c's, one layer): ``k_cache``, ``v_cache`` (seq_len, kv_dim) float32, row t
+    holding token t's keys (values), kv head g at columns ``g*head_dim:(g+1)*head_dim``, with
+    ``head_dim = kv_dim // n_kv_heads``; a model's (n_layers, seq_len, kv_dim) cache passes
+    ``k_cache[layer]``. Query head h of q (n_heads * head_dim,) reads kv head
+    ``h // (n_heads // n_kv_heads)``; scores are scaled by 1/sqrt(head_dim). Returns q's shape.
+    (The Engine keeps its caches transposed, (kv_dim, seq_len), as the kernel reads them.)
+    """
+    _check_f32("attention", "k_cache", k_cache)
+    if k_cache.ndim != 2:
+        raise ValueError(f"attention: k_cache has shape {k_cache.shape}; expected (seq_len, kv_dim)")
+    _check_f32("attention", "v_cache", v_cache, k_cache.shape, f"{k_cache.shape} like k_cache")
+    seq_len, kv_dim = k_cache.shape
+    if not isinstance(n_kv_heads, (int, np.integer)) or n_kv_heads < 1 or kv_dim % n_kv_heads:
+        raise ValueError(f"attention: kv_dim {kv_dim} is not a multiple of n_kv_heads={n_kv_heads!r}")
+    head_dim = kv_dim // n_kv_heads
+    _check_f32("attention", "q", q)
+    if q.ndim != 1 or q.shape[0] % kv_dim:
+        raise ValueError(f"attention: q has shape {q.shape}; expected (n_heads * {head_dim},) with n_heads a multiple of n_kv_heads={n_kv_heads}")
+    if not isinstance(pos, (int, np.integer)) or not 0 <= pos < seq_len:
+        raise ValueError(f"attention: pos {pos!r} is outside the cache's 0..{seq_len - 1}")
+    out = _out("attention", out, q.shape, q, k_cache, v_cache)
+    att = np.empty((q.shape[0] // head_dim, pos + 1), np.float32)
+    kt, vt = np.ascontiguousarray(k_cache[: pos + 1].T), np.ascontiguousarray(v_cache[: pos + 1].T)  # positions after pos: never read
+    _attention(q.reshape(1, -1), kt, vt, int(pos), int(n_kv_heads), out.reshape(1, -1), att, _chunks())
+    return out
+
+
+@_jit
+def _swiglu(h1, h3):  # h1, h3 (n,): h1 <- silu(h1) * h3
+    for i in range(h1.shape[0]):
+        v = h1[i]
+        h1[i] = v / (np.float32(1.0) + np.exp(-v)) * h3[i]
+
+
+def swiglu(h1: np.ndarray, h3: np.ndarray) -> np.ndarray:
+    """``h1 = silu(h1) * h3`` in place (the FFN's gate), h1 and h3 of the same shape; returns h1."""
+    _check_f32("swiglu", "h1", h1)
+    _check_f32("swiglu", "h3", h3, h1.shape, f"{h1.shape} like h1")
+    _swiglu(h1.reshape(-1), h3.reshape(-1))
+    return h1
+
