@@ -37,10 +37,9 @@ _LOGITS = 24  # index of the logits buffer in `_model_args`
 
 def _model_args(engine) -> tuple:
     """The arguments of ``kernels._forward`` that belong to one single-chip Engine, in its order (after tokens,
-    pos0, n_logits; before n_chunks): weights, KV caches, RoPE tables, eps, n_kv_heads, buffers, logits."""
-    c = engine.config
-    return (engine.embedding, engine.rms_att, engine.rms_ffn, engine.rms_final, engine._W, engine._S, engine._wcls, engine._scls,
-            engine.k_cache, engine.v_cache, engine.rope_cos, engine.rope_sin, c.norm_eps, c.n_kv_heads, *engine._bufs, engine.logits)
+    pos0, n_logits; before n_chunks): `Engine._model_args` (weights, KV caches, RoPE tables, eps, n_kv_heads),
+    then its buffers and logits."""
+    return (*engine._model_args, *engine._bufs, engine.logits)
 
 
 @kernels._jit
