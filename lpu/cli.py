@@ -181,8 +181,11 @@ def generate(args) -> int:
         if draft is not None:
             accepted, rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
             spec = f"; {accepted} of {accepted + rejected} judged draft tokens accepted ({draft.config.name}, {args.draft_tokens} per step)"
+        # numba compiles the kernels on a first run in a fresh install (tens of seconds) and caches them: the rate after
+        # the first token says what this CPU does, the total what this run took
+        after = f", {(len(events) - 1) / (wall - events[0].t_wall_s):,.0f} tok/s after the first" if len(events) > 1 and wall > events[0].t_wall_s else ""
         print(f"-- {len(events)} tokens of {eng.config.name} ({eng.precision} weights, {eng.threads} thread{'s' if eng.threads > 1 else ''}) in "
-              f"{wall:.2f} s on this CPU = {len(events) / wall:,.0f} tok/s{spec}; simulated on {eng.chips} {eng.chip.name}: first token at "
+              f"{wall:.2f} s on this CPU (a first run also compiles the kernels){after}{spec}; simulated on {eng.chips} {eng.chip.name}: first token at "
               f"{events[0].t_sim_s * 1e6:.2f} us, last at {events[-1].t_sim_s * 1e6:.2f} us", file=sys.stderr)
     return 0
 
