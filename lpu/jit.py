@@ -43,9 +43,10 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 # numba keys a kernel's disk cache on its own source file only, but a kernel is compiled together with its callees:
 # ``_forward`` (lpu/forward.py) holds the code of lpu/linear.py's and lpu/layer_ops.py's kernels, and would load stale
-# after an edit of those alone. So the kernel modules share one stamp: editing any one recompiles them all (as when
-# they were one file). Done through numba's cache locators, before the first @_jit below.
-KERNEL_MODULES = ("jit.py", "linear.py", "layer_ops.py", "sampling.py", "forward.py")
+# after an edit of those alone (as would lpu/speculative.py's compiled steps, which hold ``_forward``). So these modules
+# share one stamp: editing any one recompiles them all (as when they were one file). Done through numba's cache
+# locators, before the first @_jit below. (lpu/schedule.py's and lpu/system.py's kernels call no other module's.)
+KERNEL_MODULES = ("jit.py", "linear.py", "layer_ops.py", "sampling.py", "forward.py", "speculative.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

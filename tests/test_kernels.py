@@ -288,9 +288,9 @@ def test_kernel_modules_share_one_cache_stamp():
     import hashlib
     from pathlib import Path
 
-    from lpu import jit
+    from lpu import jit, speculative
 
-    funcs = (K._forward, K._decode_greedy, K._linear, K._attention, K._argmax, K._exp)
+    funcs = (K._forward, K._decode_greedy, K._linear, K._attention, K._argmax, K._exp, speculative._greedy_burst)
     stamps = {f._cache._impl.locator.get_source_stamp() for f in funcs}
     here = Path(jit.__file__).parent
     assert stamps == {hashlib.sha256(b"".join((here / name).read_bytes() for name in jit.KERNEL_MODULES)).hexdigest()}
