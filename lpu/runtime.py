@@ -301,7 +301,7 @@ class Engine:
 
     # ---- generation --------------------------------------------------------------
     def generate(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 precision_sim: str = "int8", draft: Engine | None = None, draft_tokens: int = 4) -> Iterator[TokenEvent]:
+                 precision_sim: str = "int8", draft: Engine | None = None, draft_tokens: int = 3) -> Iterator[TokenEvent]:
         """Stream the tokens that follow ``prompt``, as run.c generates them.
 
         The prompt (with BOS) is fed in chunks; then each step samples the
@@ -311,7 +311,8 @@ class Engine:
         checked here, before the first token: a bad one raises ValueError at the call.
 
         With ``draft`` (an Engine with the same tokenizer, e.g. ``Engine.default("draft")``),
-        speculative decoding: ``draft_tokens`` = k tokens proposed per step, checked by
+        speculative decoding: ``draft_tokens`` = k tokens proposed per step (default 3, the fastest k for the bundled
+        pair in benchmarks/speculative.py), checked by
         one (k+1)-token pass of this model. Greedy output is exactly this model's
         greedy output; sampled output follows this model's distribution (another draw
         than without a draft for the same seed). Events say which tokens were drafted
