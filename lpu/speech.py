@@ -22,6 +22,7 @@ is a lower bound for a deployed agent built from the same components.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import math
 import os
@@ -385,11 +386,17 @@ def run_turn(question: str, llm, engine: Engine | None = None, silence_s: float 
     # one kernel thread (this thread's setting only): on a small CPU the parallel kernels' barriers wait behind the
     # TTS's and Whisper's spinning threads, which stalled tokens by up to seconds
     numba.set_num_threads(1)
+    # no garbage collection while tokens are paced: in a process holding many objects (a notebook, a test session) a
+    # full collection stalls this thread for milliseconds, which would be measured as the pipeline's latency
+    gc_enabled = gc.isenabled()
+    gc.disable()
     try:
         for text, n in sentences(paced()):
             rows.append(dict(text=text, n_tokens=n, text_done_s=tokens[-1]["release_s"]))
             jobs.put(text)
     finally:
+        if gc_enabled:
+            gc.enable()
         numba.set_num_threads(numba_threads)
         jobs.put(None)
         worker.join()
