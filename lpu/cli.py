@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=integer(1), default=None,
                    help="threads for the kernels (default: $LPU_THREADS, else 1: small models gain little from more, and lose much on busy cores)")
     g.add_argument("--draft", action="store_true", help="speculative decoding with the bundled draft model (same tokenizer as the bundled model)")
-    g.add_argument("--draft-tokens", type=integer(1), default=3, help="tokens the draft proposes per step (default %(default)s, the fastest for the bundled pair)")
+    g.add_argument("--draft-tokens", type=integer(1), default=3, help="draft tokens per step (default %(default)s: the fastest for the bundled pair)")
     g.set_defaults(func=generate)
     m = sub.add_parser("simulate", help="simulate a model served on an LPU system (lpu.simulate)")
     m.add_argument("--model", default="llama2-70b", help=f"{MODEL_HELP} (default %(default)s)")

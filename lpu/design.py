@@ -89,9 +89,7 @@ def add_costs(df: pd.DataFrame, econ: metrics.Economics = metrics.Economics()) -
     for i, r in enumerate(df.itertuples(index=False)):
         if isinstance(r.error, str):
             continue
-        # throughput at the ends of the inter-token latency's range: users / ITL (GPU results range ITL, not throughput)
-        ends = [(r.users / r.itl_s_low, 0), (r.system_tokens_per_s, 1), (r.users / r.itl_s_high, 2)]
-        cost[i] = [metrics.cost_per_million_tokens_range_usd(r.system, int(r.chips), tps, econ)[k] for tps, k in ends]
+        cost[i] = metrics.cost_per_million_tokens_range_at(r.system, int(r.chips), r.users, r.system_tokens_per_s, r.itl_s_low, r.itl_s_high, econ)
     out[f"{COST}_low"], out[COST], out[f"{COST}_high"] = cost.T
     return out
 

@@ -362,9 +362,17 @@ def cost_per_million_tokens_range_from(result, econ: Economics = Economics()) ->
     """`cost_per_million_tokens_range_usd` for a simulated `Result`, its throughput range included (the fitted
     system term's and the hardware's: the low end at the highest throughput, the high end at the lowest)."""
     itl_lo, itl_hi = result.ranges.get("itl_s", (result.itl_s, result.itl_s))
-    cheap = cost_per_million_tokens_range_usd(result.system, result.chips, result.users / itl_lo, econ)[0]
-    nominal = cost_per_million_tokens_range_usd(result.system, result.chips, result.system_tokens_per_s, econ)[1]
-    dear = cost_per_million_tokens_range_usd(result.system, result.chips, result.users / itl_hi, econ)[2]
+    return cost_per_million_tokens_range_at(result.system, result.chips, result.users, result.system_tokens_per_s, itl_lo, itl_hi, econ)
+
+
+def cost_per_million_tokens_range_at(system, chips: int, users: int, system_tokens_per_s: float, itl_s_low: float, itl_s_high: float,
+                                     econ: Economics = Economics()) -> tuple[float, float, float]:
+    """`cost_per_million_tokens_range_from` for a result's numbers (a row of `lpu.sweep`): the low end at ``users /
+    itl_s_low`` tokens/s and the cheapest economics, the nominal at ``system_tokens_per_s``, the high end at ``users /
+    itl_s_high`` and the dearest."""
+    cheap = cost_per_million_tokens_range_usd(system, chips, users / itl_s_low, econ)[0]
+    nominal = cost_per_million_tokens_range_usd(system, chips, system_tokens_per_s, econ)[1]
+    dear = cost_per_million_tokens_range_usd(system, chips, users / itl_s_high, econ)[2]
     return cheap, nominal, dear
 
 

@@ -240,7 +240,7 @@ def simulate(model: str | models.ModelConfig, system: str = "lpu-v1", chips: int
         Compute everything the slow, plain way (graphs built op by op and rebuilt for every plan and corner, every
         chip's SRAM allocated, the scheduler and chain depths op by op in Python; GPU graphs op by op too): the
         reference the default fast path is tested equal to, field for field (tests/test_fast_path.py);
-        ``benchmarks/simulate.py`` and ``benchmarks/sweep.py`` time both.
+        ``benchmarks/sweep.py`` times both.
     draft, draft_tokens, acceptance : model, int, float or (low, high)
         Speculative decoding (`lpu.speculation`): ``draft`` proposes ``draft_tokens`` tokens a step (default 4),
         each accepted with probability ``acceptance``; ``Result.speculation`` says what a step costs.

@@ -3,24 +3,14 @@
 import dataclasses
 import itertools
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lpu import cli, design, hardware, metrics, models, plots  # noqa: E402
-from lpu.system import SYSTEM_OP_S, simulate  # noqa: E402
+from lpu import cli, design, hardware, metrics, models, plots
+from lpu.system import SYSTEM_OP_S, simulate
 
 V1 = hardware.get("lpu-v1")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,14 @@ Figure ids are notebook_figure as in issue 14 (01_3 = notebook 01's third figure
 
 import math
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lpu import DATA_DIR, claims, hardware, metrics, models, plots, serving, shard, sram, voice  # noqa: E402
-from lpu.system import simulate  # noqa: E402
+from lpu import DATA_DIR, claims, hardware, metrics, models, plots, serving, shard, sram, voice
+from lpu.system import simulate
 
 CHIP = hardware.get("lpu-v1")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _labelled(ax):

@@ -202,6 +202,9 @@ def test_cli_generate_checks_arguments_before_printing_and_runs_speculative(caps
     plain = "ROMEO:" + Engine.default().complete("ROMEO:", 30)
     assert out.strip() == plain.strip() and "judged draft tokens accepted" in err and "1 thread)" in err
     assert "-- 30 tokens of" in err and "tok/s after the first" in err  # the rate without the first run's compilation
+    import inspect
+
+    assert cli.build_parser().parse_args(["generate"]).draft_tokens == inspect.signature(Engine.generate).parameters["draft_tokens"].default == 3
 
 
 def test_greedy_bursts_give_the_token_by_token_stream(bundled):

@@ -248,9 +248,6 @@ def test_the_server_survives_what_clients_send(url, client):
 
 
 def test_race_client_measures_each_token_beside_its_simulated_time(url):
-    import matplotlib
-
-    matplotlib.use("Agg")
     from lpu import plots
     from lpu.serve import race
 

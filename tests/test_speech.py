@@ -1,5 +1,6 @@
 """lpu.speech: the pure helpers always; the measured pipeline where the voice extra is installed."""
 
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,6 +183,7 @@ def test_run_turn_releases_tokens_no_earlier_than_the_pace(turn):
     # the text is the engine's own, for the transcript-based prompt
     want = Engine.default().complete(speech.PROMPT.format(transcript=turn.transcript), 40, temperature=speech.TEMPERATURE, seed=0)
     assert turn.answer_text == want
+    assert gc.isenabled()  # run_turn pauses garbage collection only while it paces tokens
 
 
 @needs("tts", "vad", "asr")
