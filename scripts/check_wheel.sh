@@ -65,6 +65,11 @@ eng = lpu.Engine.default()
 events = list(eng.generate("ROMEO:", max_new_tokens=16, temperature=0.0))
 assert len(events) == 16 and all(e.t_sim_s > 0 for e in events)
 print(f"check_wheel: Engine.default() ({eng.config.name}, data in {lpu.DATA_DIR}): ROMEO:{''.join(e.text for e in events)!r}")
+from lpu import design
+
+grid = design.load()  # notebook 07's CSV, from the package data
+r = lpu.simulate("llama2-7b", system="lpu-whatif-4nm", chips=64, ranges=False)
+print(f"check_wheel: design space: {len(grid):,} configurations; llama2-7b on 64 lpu-whatif-4nm chips: {r.output_tokens_per_s:,.0f} tok/s per user")
 EOF
 
 mkdir src && tar xzf "$sdist" -C src --strip-components 1 && rm -r src/lpu  # so that the tests can only import the wheel
