@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _jit, _out, _pjit
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _jit, _out, _pjit, _silu
 
 
 @_jit
@@ -187,7 +187,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int,
 def _swiglu(h1, h3):  # h1, h3 (n,): h1 <- silu(h1) * h3
     for i in range(h1.shape[0]):
         v = h1[i]
-        h1[i] = v / (np.float32(1.0) + np.exp(-v)) * h3[i]
+        h1[i] = _silu(v) * h3[i]
 
 
 def swiglu(h1: np.ndarray, h3: np.ndarray) -> np.ndarray:
