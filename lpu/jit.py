@@ -13,7 +13,6 @@ import ctypes
 import functools
 import hashlib
 import importlib.metadata
-import math
 import os
 
 import numba
@@ -85,7 +84,10 @@ except (ImportError, AttributeError):  # another numba layout: each module keyed
 # (vectorised reductions with several partial sums) and fuse multiply-adds, but unlike
 # fastmath=True keeps inf and NaN working: masked logits of -inf stay correct.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH)
+# error_model="numpy": a float division by zero gives inf or nan instead of raising ZeroDivisionError; the check that
+# raising needs, one per division, keeps a loop that divides (the FFN gate) from vectorising (the kernels trust their
+# inputs: no divisor is ever zero).
+_JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 _jit = numba.njit(**_JIT)
 _pjit = numba.njit(**_JIT, parallel=True)  # for loops over prange
 _ijit = numba.njit(**_JIT, inline="always")  # micro-kernels called once per row pair: inlined where they are called
@@ -113,20 +115,23 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(bits), lambda context, builder, signature, args: builder.bitcast(args[0], ir.FloatType())
 
 
-@_jit
+@_ijit
 def _exp(x):
-    """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within ~2 ulp of ``math.exp``: the
-    range-reduced Taylor series, so that loops of it vectorise (a libm call per element does not; numba
-    has no vector exp without Intel's SVML). Below -87 (e**x < 2**-126) it returns 0."""
-    n = math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # x = n ln2 + r, |r| <= ln2 / 2
-    r = x - n * np.float32(0.693145751953125) - n * np.float32(1.428606765330187e-06)  # ln2 in two parts: r exact
+    """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within 3e-7 of it relatively (2-4 float32
+    ulp; tests/test_kernels.py): the range-reduced Taylor series, all in float32, so that loops of it vectorise (a libm
+    call per element does not; numba has no vector exp without Intel's SVML). Below -87 (e**x < 2**-126) it returns 0."""
+    t = x * np.float32(1.4426950408889634)  # x / ln2, clamped where the answer is 0 anyway (x = -inf included)
+    t = t if t > np.float32(-126.0) else np.float32(-126.0)
+    n = np.int32(t - np.float32(0.5))  # for t <= 0 truncation gives the nearest integer, and vectorises (math.floor: a libm call)
+    nf = np.float32(n)
+    r = x - nf * np.float32(0.693145751953125) - nf * np.float32(1.428606765330187e-06)  # x = n ln2 + r, |r| <= ln2 / 2; ln2 in two parts: r exact
     p = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (np.float32(1 / 6) + r * (
-        np.float32(1 / 24) + r * (np.float32(1 / 120) + r * np.float32(1 / 720))))))  # error ~r**7/5040 < 1.2e-7
-    scale = _f32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))  # 2**n
+        np.float32(1 / 24) + r * (np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))  # error < r**8/8! < 6e-9
+    scale = _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))  # 2**n
     return p * scale if x > np.float32(-87.0) else np.float32(0.0)
 
 
-@_jit
+@_ijit
 def _silu(v):
     """v * sigmoid(v) in float32 through `_exp` (of -|v|, so that it never overflows), so that a loop of it vectorises
     (np.exp is a libm call per element: the 15M model's FFN gate took ~25% of its w1 and w3 matvecs)."""

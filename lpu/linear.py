@@ -173,39 +173,28 @@ def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T,
 
 
 @_jit
-def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row pairs lo..hi-1 of w1, w3 (hidden, dim)
-    X3 = X.reshape(X.shape[0], d1.shape[1], d1.shape[2])
-    buf = np.empty((4 if X.shape[0] > 1 and d1.shape[1] > 1 else 0, 1, X.shape[1]), np.float32)  # int8 batches only
-    last = d1.shape[0] - 1
-    for p in range(lo, hi):  # rows i, i + 1 of w1 and of w3 together
-        i, i1 = 2 * p, min(2 * p + 1, last)
-        if X.shape[0] == 1 and d1.shape[1] == 1:  # one token, fp32 or fp16
-            H1[0, i], H3[0, i] = _dot(d1, s1, i, X[0]), _dot(d3, s3, i, X[0])
-            H1[0, i1], H3[0, i1] = _dot(d1, s1, i1, X[0]), _dot(d3, s3, i1, X[0])
-        elif X.shape[0] == 1:  # one token, int8 groups
-            H1[0, i], H3[0, i] = _q8_dot(d1, s1, i, X3[0]), _q8_dot(d3, s3, i, X3[0])
-            H1[0, i1], H3[0, i1] = _q8_dot(d1, s1, i1, X3[0]), _q8_dot(d3, s3, i1, X3[0])
-        else:
-            _rows4(d1, s1, i, i1, d3, s3, i, i1, X, H1, H3, buf)
+def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row blocks lo..hi-1 of w1, w3 (hidden, dim)
+    _linear_rows(d1, s1, X, H1, lo, hi)
+    _linear_rows(d3, s3, X, H3, lo, hi)
     for b in range(X.shape[0]):  # the gate, along each token's rows: vectorised (a column at a time strides through the cache)
-        for j in range(2 * lo, min(2 * hi, last + 1)):
+        for j in range(4 * lo, min(4 * hi, d1.shape[0])):
             H1[b, j] = _silu(H1[b, j]) * H3[b, j]
 
 
 @_pjit
 def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks):
-    n_pairs = (d1.shape[0] + 1) // 2
+    n_blocks = (d1.shape[0] + 3) // 4
     for c in prange(n_chunks):
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks)
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks)
 
 
 @_jit
 def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):
-    n_pairs = (d1.shape[0] + 1) // 2
+    n_blocks = (d1.shape[0] + 3) // 4
     if n_chunks <= 1 or 2 * d1.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_pairs)
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_blocks)
     else:
-        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_pairs))
+        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_blocks))
 
 
 def stored(W: np.ndarray | QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
