@@ -17,7 +17,9 @@ position: t_verify (a pass over k + 1 positions), t_draft (the draft, one positi
 speculative generation; the overhead is what a measured speculative step costs beyond its k + 1
 passes; each figure is the median over the rounds. The table prints each term and the speed-up the
 model predicts with and without the overhead beside the measured one (CPU and wall), then what the
-model gives were t_verify r t_target, and the r that 1.5x needs; ``uptime``'s load is printed with it.
+model gives were t_verify r t_target, and the r that 1.5x needs; and a ceiling: the speed-up were the (k + 1)-position
+pass as fast as the best multiply-add rate ``kernels.matmul`` reaches on this CPU allows (and never cheaper than a
+1-position pass), with no overhead. ``uptime``'s load is printed with it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,22 @@ def pass_seconds(engine: Engine, rows: int, pos: int, calls: int = 20) -> float:
     for _ in range(calls):
         kernels._forward(tokens, pos, rows, *args, chunks)
     return (time.thread_time() - t) / calls
+
+
+def matmul_fma_per_s(repeats: int = 5) -> float:
+    """The best multiply-add rate (per CPU second) ``kernels.matmul`` reaches here: 16 rows through a 768x288 fp32 matrix
+    (from L2; 4x4 tiles, reductions a small share). A (k+1)-position pass cannot run its matmuls faster than this."""
+    rng = np.random.default_rng(0)
+    W, X = rng.standard_normal((768, 288), dtype=np.float32), rng.standard_normal((16, 288), dtype=np.float32)
+    out = np.empty((16, 768), np.float32)
+    kernels.matmul(W, X, out)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.thread_time()
+        for _ in range(200):
+            kernels.matmul(W, X, out)
+        best = min(best, (time.thread_time() - t) / 200)
+    return W.size * X.shape[0] / best
 
 
 def generation(target: Engine, tokens: int, **kw) -> tuple[float, float, int, int, int, int, list]:
@@ -112,6 +130,12 @@ def main(argv=None) -> None:
         fit[k] = (e, td, tp, overhead)
         print(f"{k:3d} {a:6.3f} {e:5.2f} {n / steps:6.2f} {tv:8.2f} {k * td:9.2f} {overhead:8.2f} {e * tp / (k * td + tv):12.2f} "
               f"{e * tp / (k * td + tv + overhead):6.2f} {med(('cpu', k)):8.2f} {med(('wall', k)):9.2f}  {same}")
+    rate = matmul_fma_per_s()
+    print(f"\nceiling: a (k+1)-position pass no cheaper than a 1-position one, nor than its (k+1) x {target.config.n_params:,} multiply-adds"
+          f" at the best rate kernels.matmul reaches here ({rate / 1e9:.1f} GFMA/s), and no overhead")
+    for k, (e, td, tp, _) in fit.items():
+        floor = max(1.0, (k + 1) * target.config.n_params / rate / (min(r["tt"] for r in rounds)))
+        print(f"{k:3d}  t_verify >= {floor:.2f}  speed-up <= {e * tp / (k * td + floor):.2f}")
     ratios = (1.0, 1.25, 1.5, 2.0)
     print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")
     print(f"{'k':>3s} " + " ".join(f"{'r=' + format(r, 'g'):>7s}" for r in ratios) + f" {'r for 1.5x':>10s}")
