@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _jit, _out, _pjit, _silu
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, _silu
 
 
 @_jit
@@ -86,12 +86,157 @@ def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 1
     _rope(q.reshape(1, -1), k.reshape(1, -1), 0, cos, sin)
 
 
+@_ijit
+def _attend_row(q, o, kc, vc, s, t, h, g, n, scale):
+    """Query head h of row t (q, o (T, n_heads, head_dim)) over positions 0..n-1 of KV head g (kc, vc (n_kv_heads,
+    head_dim, seq_len)); s (>= n,) scratch for its scores."""
+    head_dim = q.shape[2]
+    d4 = head_dim - head_dim % 4
+    s[:n] = 0.0
+    for d in range(0, d4, 4):  # scores against every cached key: 4 dims per pass over the scores
+        q0, q1, q2, q3 = q[t, h, d] * scale, q[t, h, d + 1] * scale, q[t, h, d + 2] * scale, q[t, h, d + 3] * scale
+        for p in range(n):
+            s[p] += q0 * kc[g, d, p] + q1 * kc[g, d + 1, p] + q2 * kc[g, d + 2, p] + q3 * kc[g, d + 3, p]
+    for d in range(d4, head_dim):
+        qd = q[t, h, d] * scale
+        for p in range(n):
+            s[p] += qd * kc[g, d, p]
+    m = -np.inf
+    for p in range(n):
+        m = max(m, s[p])
+    total = np.float32(0.0)
+    for p in range(n):  # softmax
+        s[p] = _exp(s[p] - m)
+        total += s[p]
+    inv = np.float32(1.0) / total
+    for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for p in range(n):
+            w = s[p]
+            a0 += w * vc[g, d, p]
+            a1 += w * vc[g, d + 1, p]
+            a2 += w * vc[g, d + 2, p]
+            a3 += w * vc[g, d + 3, p]
+        o[t, h, d], o[t, h, d + 1], o[t, h, d + 2], o[t, h, d + 3] = a0 * inv, a1 * inv, a2 * inv, a3 * inv
+    for d in range(d4, head_dim):
+        acc = np.float32(0.0)
+        for p in range(n):
+            acc += s[p] * vc[g, d, p]
+        o[t, h, d] = acc * inv
+
+
+@_ijit
+def _scores4(s0, s1, s2, s3, q, kc, t, h, g, d, n, scale):  # s_j[:n] += q[t + j, h, d:d + 4] . kc[g, d:d + 4, :n] for j = 0..3
+    a0, a1, a2, a3 = q[t, h, d] * scale, q[t, h, d + 1] * scale, q[t, h, d + 2] * scale, q[t, h, d + 3] * scale
+    b0, b1, b2, b3 = q[t + 1, h, d] * scale, q[t + 1, h, d + 1] * scale, q[t + 1, h, d + 2] * scale, q[t + 1, h, d + 3] * scale
+    c0, c1, c2, c3 = q[t + 2, h, d] * scale, q[t + 2, h, d + 1] * scale, q[t + 2, h, d + 2] * scale, q[t + 2, h, d + 3] * scale
+    e0, e1, e2, e3 = q[t + 3, h, d] * scale, q[t + 3, h, d + 1] * scale, q[t + 3, h, d + 2] * scale, q[t + 3, h, d + 3] * scale
+    for p in range(n):
+        k0, k1, k2, k3 = kc[g, d, p], kc[g, d + 1, p], kc[g, d + 2, p], kc[g, d + 3, p]
+        s0[p] += a0 * k0 + a1 * k1 + a2 * k2 + a3 * k3
+        s1[p] += b0 * k0 + b1 * k1 + b2 * k2 + b3 * k3
+        s2[p] += c0 * k0 + c1 * k1 + c2 * k2 + c3 * k3
+        s3[p] += e0 * k0 + e1 * k1 + e2 * k2 + e3 * k3
+
+
+@_ijit
+def _values4(s0, s1, s2, s3, vc, g, d, n):  # the weighted sums s_j[:n] . vc[g, d + i, :n], i = 0..3, for j = 0..3: 16 sums
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = e0 = e1 = e2 = e3 = np.float32(0.0)
+    for p in range(n):
+        v0, v1, v2, v3 = vc[g, d, p], vc[g, d + 1, p], vc[g, d + 2, p], vc[g, d + 3, p]
+        w, x, y, z = s0[p], s1[p], s2[p], s3[p]
+        a0 += w * v0
+        a1 += w * v1
+        a2 += w * v2
+        a3 += w * v3
+        b0 += x * v0
+        b1 += x * v1
+        b2 += x * v2
+        b3 += x * v3
+        c0 += y * v0
+        c1 += y * v1
+        c2 += y * v2
+        c3 += y * v3
+        e0 += z * v0
+        e1 += z * v1
+        e2 += z * v2
+        e3 += z * v3
+    return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, e0, e1, e2, e3
+
+
+@_ijit
+def _attend_rows4(q, o, kc, vc, s0, s1, s2, s3, t, h, g, n, scale):
+    """`_attend_row` for rows t..t+3 of query head h at once, row t + j over positions 0..n + j - 1: over the n
+    positions all four see, each load of a key or a value feeds the 4 rows (their few extra positions go one by one)."""
+    head_dim = q.shape[2]
+    d4 = head_dim - head_dim % 4
+    s0[:n] = 0.0
+    s1[:n + 1] = 0.0
+    s2[:n + 2] = 0.0
+    s3[:n + 3] = 0.0
+    for d in range(0, d4, 4):  # scores, 4 dims per pass over them
+        _scores4(s0, s1, s2, s3, q, kc, t, h, g, d, n, scale)
+    for d in range(d4, head_dim):
+        a, b, c, e = q[t, h, d] * scale, q[t + 1, h, d] * scale, q[t + 2, h, d] * scale, q[t + 3, h, d] * scale
+        for p in range(n):
+            k = kc[g, d, p]
+            s0[p] += a * k
+            s1[p] += b * k
+            s2[p] += c * k
+            s3[p] += e * k
+    for d in range(head_dim):  # the positions only the later rows see
+        k0, k1, k2 = kc[g, d, n], kc[g, d, n + 1], kc[g, d, n + 2]
+        s1[n] += q[t + 1, h, d] * scale * k0
+        s2[n] += q[t + 2, h, d] * scale * k0
+        s2[n + 1] += q[t + 2, h, d] * scale * k1
+        s3[n] += q[t + 3, h, d] * scale * k0
+        s3[n + 1] += q[t + 3, h, d] * scale * k1
+        s3[n + 2] += q[t + 3, h, d] * scale * k2
+    inv0, inv1, inv2, inv3 = _softmax_n(s0, n), _softmax_n(s1, n + 1), _softmax_n(s2, n + 2), _softmax_n(s3, n + 3)
+    for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
+        a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, e0, e1, e2, e3 = _values4(s0, s1, s2, s3, vc, g, d, n)
+        _finish4(o, s1, s2, s3, vc, t, h, g, d, n, a0, b0, c0, e0, inv0, inv1, inv2, inv3)
+        _finish4(o, s1, s2, s3, vc, t, h, g, d + 1, n, a1, b1, c1, e1, inv0, inv1, inv2, inv3)
+        _finish4(o, s1, s2, s3, vc, t, h, g, d + 2, n, a2, b2, c2, e2, inv0, inv1, inv2, inv3)
+        _finish4(o, s1, s2, s3, vc, t, h, g, d + 3, n, a3, b3, c3, e3, inv0, inv1, inv2, inv3)
+    for d in range(d4, head_dim):
+        a = b = c = e = np.float32(0.0)
+        for p in range(n):
+            v = vc[g, d, p]
+            a += s0[p] * v
+            b += s1[p] * v
+            c += s2[p] * v
+            e += s3[p] * v
+        _finish4(o, s1, s2, s3, vc, t, h, g, d, n, a, b, c, e, inv0, inv1, inv2, inv3)
+
+
+@_ijit
+def _finish4(o, s1, s2, s3, vc, t, h, g, d, n, a, b, c, e, inv0, inv1, inv2, inv3):  # dim d of rows t..t+3: the extra positions
+    v0, v1, v2 = vc[g, d, n], vc[g, d, n + 1], vc[g, d, n + 2]
+    o[t, h, d] = a * inv0
+    o[t + 1, h, d] = (b + s1[n] * v0) * inv1
+    o[t + 2, h, d] = (c + s2[n] * v0 + s2[n + 1] * v1) * inv2
+    o[t + 3, h, d] = (e + s3[n] * v0 + s3[n + 1] * v1 + s3[n + 2] * v2) * inv3
+
+
+@_ijit
+def _softmax_n(s, n):  # s[:n] <- exp(s[:n] - max); returns 1 / their sum
+    m = -np.inf
+    for p in range(n):
+        m = max(m, s[p])
+    total = np.float32(0.0)
+    for p in range(n):
+        s[p] = _exp(s[p] - m)
+        total += s[p]
+    return np.float32(1.0) / total
+
+
 @_jit
 def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
-    # items lo..hi-1, item th = (row t, query head h), of Q, out (T, n_heads * head_dim): row t is the token at
-    # pos0 + t, attending causally over cache positions 0..pos0 + t. The caches are transposed, (kv_dim, seq_len):
-    # position runs along the rows, so each loop below runs over contiguous positions and vectorises even for a
-    # head_dim of 8. att (T * n_heads, >= pos0 + T): scratch for the scores.
+    # items lo..hi-1 of Q, out (T, n_heads * head_dim), item i = (block b of 4 rows, query head h), i = b * n_heads + h:
+    # row t is the token at pos0 + t, attending causally over cache positions 0..pos0 + t. The caches are transposed,
+    # (kv_dim, seq_len): position runs along the rows, so each loop below runs over contiguous positions and vectorises
+    # even for a head_dim of 8. att (T * n_heads, >= pos0 + T): scratch for the scores, row t * n_heads + h.
     T = Q.shape[0]
     kv_dim, seq_len = k_cache.shape
     head_dim = kv_dim // n_kv_heads
@@ -99,42 +244,15 @@ def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
     q, o = Q.reshape(T, n_heads, head_dim), out.reshape(T, n_heads, head_dim)
     kc, vc = k_cache.reshape(n_kv_heads, head_dim, seq_len), v_cache.reshape(n_kv_heads, head_dim, seq_len)
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    for th in range(lo, hi):
-        t, h = th // n_heads, th % n_heads
-        g, n = h // (n_heads // n_kv_heads), pos0 + t + 1  # the KV head query head h reads (GQA); positions it sees
-        s = att[th, :n]
-        s[:] = 0.0
-        d4 = head_dim - head_dim % 4
-        for d in range(0, d4, 4):  # scores against every cached key, 0..pos: 4 dims per pass over the scores
-            q0, q1, q2, q3 = q[t, h, d] * scale, q[t, h, d + 1] * scale, q[t, h, d + 2] * scale, q[t, h, d + 3] * scale
-            for p in range(n):
-                s[p] += q0 * kc[g, d, p] + q1 * kc[g, d + 1, p] + q2 * kc[g, d + 2, p] + q3 * kc[g, d + 3, p]
-        for d in range(d4, head_dim):
-            qd = q[t, h, d] * scale
-            for p in range(n):
-                s[p] += qd * kc[g, d, p]
-        m = -np.inf
-        for p in range(n):
-            m = max(m, s[p])
-        total = np.float32(0.0)
-        for p in range(n):  # softmax
-            s[p] = _exp(s[p] - m)
-            total += s[p]
-        inv = np.float32(1.0) / total
-        for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
-            a0 = a1 = a2 = a3 = np.float32(0.0)
-            for p in range(n):
-                w = s[p]
-                a0 += w * vc[g, d, p]
-                a1 += w * vc[g, d + 1, p]
-                a2 += w * vc[g, d + 2, p]
-                a3 += w * vc[g, d + 3, p]
-            o[t, h, d], o[t, h, d + 1], o[t, h, d + 2], o[t, h, d + 3] = a0 * inv, a1 * inv, a2 * inv, a3 * inv
-        for d in range(d4, head_dim):
-            acc = np.float32(0.0)
-            for p in range(n):
-                acc += s[p] * vc[g, d, p]
-            o[t, h, d] = acc * inv
+    for item in range(lo, hi):
+        b, h = item // n_heads, item % n_heads
+        g, t0 = h // (n_heads // n_kv_heads), 4 * b  # the KV head query head h reads (GQA); the block's first row
+        if t0 + 4 <= T:
+            _attend_rows4(q, o, kc, vc, att[t0 * n_heads + h], att[(t0 + 1) * n_heads + h], att[(t0 + 2) * n_heads + h],
+                          att[(t0 + 3) * n_heads + h], t0, h, g, pos0 + t0 + 1, scale)
+        else:
+            for t in range(t0, T):
+                _attend_row(q, o, kc, vc, att[t * n_heads + h], t, h, g, pos0 + t + 1, scale)
 
 
 @_pjit
@@ -145,7 +263,7 @@ def _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items):
 
 @_jit
 def _attention(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, n_chunks):
-    items = Q.shape[0] * (Q.shape[1] // (k_cache.shape[0] // n_kv_heads))  # rows x query heads
+    items = (Q.shape[0] + 3) // 4 * (Q.shape[1] // (k_cache.shape[0] // n_kv_heads))  # blocks of 4 rows x query heads
     if n_chunks <= 1 or 8 * Q.size * (pos0 + Q.shape[0]) < PARALLEL_MIN_BYTES:  # ~bytes of keys and values read
         _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, 0, items)
     else:

@@ -163,6 +163,24 @@ def test_attention(n_heads, n_kv_heads, head_dim, pos):
     assert K.attention(q, k_cache, v_cache, pos, n_kv_heads, out=out) is out
 
 
+@pytest.mark.parametrize("T", [1, 3, 4, 6, 9])  # blocks of 4 rows at once and the rest one by one
+@pytest.mark.parametrize("n_heads, n_kv_heads, head_dim", [(4, 2, 8), (2, 1, 6), (3, 3, 5)])
+@pytest.mark.parametrize("pos0", [0, 5])
+def test_batched_causal_attention(T, n_heads, n_kv_heads, head_dim, pos0):
+    """Row t of a prefill chunk (the token at pos0 + t) attends over positions 0..pos0 + t, as one query would."""
+    rng = _rng("batched attention", T, n_heads, head_dim, pos0)
+    seq_len, kv_dim = 32, n_kv_heads * head_dim
+    Q = rng.standard_normal((T, n_heads * head_dim)).astype(np.float32)
+    k_cache = rng.standard_normal((seq_len, kv_dim)).astype(np.float32)
+    v_cache = rng.standard_normal((seq_len, kv_dim)).astype(np.float32)
+    expected = np.stack([ref.attention(Q[t], k_cache, v_cache, pos0 + t, n_kv_heads) for t in range(T)])
+    kt, vt = np.ascontiguousarray(k_cache.T), np.ascontiguousarray(v_cache.T)  # the Engine's layout, (kv_dim, seq_len)
+    kt[:, pos0 + T:] = vt[:, pos0 + T:] = np.nan  # positions after the last row must not be read
+    out, att = np.empty_like(Q), np.empty((T * n_heads, seq_len), np.float32)
+    K._attention(Q, kt, vt, pos0, n_kv_heads, out, att, 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_attention_rejects_bad_input():
     q, cache = np.zeros(64, np.float32), np.zeros((8, 32), np.float32)
     K.attention(q, cache, cache, 7, 2)  # n_heads 4, head_dim 16
