@@ -146,6 +146,13 @@ def _silu(v):
 # model (stories260K, ~1 MB of weights in matrices of <= 128 KiB) decodes on one thread whatever it is given.
 PARALLEL_MIN_BYTES = 1 << 20
 
+# A batch (T >= 2 tokens) reads 4 weight rows at a time, which goes badly from DRAM: the stories15M classifier
+# (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row (and
+# prefetching the tiles' rows ahead did not help). A batch of 2-8 tokens through weights of at least this many bytes
+# (more than this EPYC's 2 MiB of L2: they come from L3 or DRAM) goes row by row, 4 tokens per pass over a row
+# (1.9-3.6 ms); from 16 tokens the tile is as fast or faster (8.9 ms both at 16, 20.5 ms against 36 ms at 64).
+STREAM_MIN_BYTES = 1 << 18
+
 
 def _chunks() -> int:
     """Chunks a kernel's rows are cut into: one with one thread (no parallel region at all), else 4 per thread."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
+from .jit import PARALLEL_MIN_BYTES, STREAM_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -108,6 +108,28 @@ def _dot(data, scales, i, x):  # run.c's loop for one token: row i of data (d_ou
 
 
 @_ijit
+def _dot4(data, i, X, b0, b1, b2, b3):  # row i of data (d_out, 1, d_in) fp32/fp16 . X[b] for b = b0..b3 (unscaled)
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for k in range(X.shape[1]):  # contiguous: vectorised; each weight load feeds 4 multiply-adds
+        u = _to_f32(data[i, 0, k])
+        a0 += u * X[b0, k]
+        a1 += u * X[b1, k]
+        a2 += u * X[b2, k]
+        a3 += u * X[b3, k]
+    return a0, a1, a2, a3
+
+
+@_ijit
+def _dot2(data, i, X, b0, b1):  # `_dot4` for two tokens
+    a0 = a1 = np.float32(0.0)
+    for k in range(X.shape[1]):
+        u = _to_f32(data[i, 0, k])
+        a0 += u * X[b0, k]
+        a1 += u * X[b1, k]
+    return a0, a1
+
+
+@_ijit
 def _q8_dot(data, scales, i, x):  # row i of data (d_out, n_groups, G) int8 with scales (d_out, n_groups), x (n_groups, G) fp32
     acc = np.float32(0.0)
     for g in range(data.shape[1]):
@@ -137,6 +159,21 @@ def _rows4(da, sa, ia0, ia1, db, sb, ib0, ib1, X, oa, ob, buf):
 
 
 @_jit
+def _streamed_rows(data, scales, X, out, lo, hi):  # `_linear_rows` for fp32/fp16 weights from L3 or DRAM and T <= 8 tokens
+    T, d_out = X.shape[0], data.shape[0]
+    for i in range(4 * lo, min(4 * hi, d_out)):  # row by row, as one token: one stream the hardware prefetcher follows
+        s = scales[i, 0]
+        for b0 in range(0, T, 4):  # 4 tokens per pass over the row (a last 3 with one repeated), a last 1-2 in a pass of 2
+            b1, b2, b3 = min(b0 + 1, T - 1), min(b0 + 2, T - 1), min(b0 + 3, T - 1)
+            if T - b0 >= 3:
+                a0, a1, a2, a3 = _dot4(data, i, X, b0, b1, b2, b3)
+                out[b0, i], out[b1, i], out[b2, i], out[b3, i] = a0 * s, a1 * s, a2 * s, a3 * s
+            else:
+                a0, a1 = _dot2(data, i, X, b0, b1)
+                out[b0, i], out[b1, i] = a0 * s, a1 * s
+
+
+@_jit
 def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
@@ -151,6 +188,9 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
     buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
+    if X.shape[0] <= 8 and ng == 1 and data.nbytes >= STREAM_MIN_BYTES:  # a few tokens through weights from L3 or DRAM
+        _streamed_rows(data, scales, X, out, lo, hi)
+        return
     for blk in range(lo, hi):
         i = 4 * blk
         _rows4(data, scales, i, min(i + 1, last), data, scales, min(i + 2, last), min(i + 3, last), X, out, out, buf)

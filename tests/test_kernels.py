@@ -78,6 +78,21 @@ def test_matvec_int8_error_is_small_at_realistic_scale():
     assert rel < 0.02
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("B", [2, 3, 4, 5, 6, 7, 8, 9])
+def test_matmul_of_large_weights_matches_reference(dtype, B):
+    """A few tokens through weights past lpu.jit.STREAM_MIN_BYTES go row by row (2-8 tokens) or in tiles (9): the same sums."""
+    from lpu import jit
+
+    rng = _rng("streamed matmul", dtype, B)
+    W, Wk = _weights(dtype, 1030, 136, rng)
+    assert Wk.nbytes >= jit.STREAM_MIN_BYTES
+    X = rng.standard_normal((B, 136)).astype(np.float32)
+    Y = K.matmul(Wk, X)
+    assert np.all(np.abs(Y - ref.matmul(Wk, X)).reshape(-1) <= _fp32_tolerance(Wk, X))
+    np.testing.assert_allclose(Y, np.stack([K.matvec(Wk, xb) for xb in X]), rtol=1e-5, atol=1e-5)
+
+
 def test_matvec_and_matmul_reject_bad_inputs():
     W = np.zeros((64, 128), np.float32)
     with pytest.raises(ValueError, match=r"matvec: W has shape \(64, 128\) but x has shape \(100,\); expected x of shape \(128,\)"):
