@@ -149,8 +149,9 @@ PARALLEL_MIN_BYTES = 1 << 20
 # A batch (T >= 2 tokens) reads 4 weight rows at a time, which goes badly from DRAM: the stories15M classifier
 # (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row (and
 # prefetching the tiles' rows ahead did not help). A batch of 2-8 tokens through weights of at least this many bytes
-# (more than this EPYC's 2 MiB of L2: they come from L3 or DRAM) goes row by row, 4 tokens per pass over a row
-# (1.9-3.6 ms); from 16 tokens the tile is as fast or faster (8.9 ms both at 16, 20.5 ms against 36 ms at 64).
+# goes row by row, 4 (or 2) tokens per pass over a row (1.8-3.6 ms); from 16 tokens the tile is as fast or faster
+# (8.9 ms both at 16, 20.5 ms against 36 ms at 64). A matrix's size stands in for where it comes from: at 256 KiB
+# and up (288x288 fp32, 512x192) the row path was faster from DRAM and L3 at 2-8 tokens; from L2 the two were even.
 STREAM_MIN_BYTES = 1 << 18
 
 

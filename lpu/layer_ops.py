@@ -87,6 +87,18 @@ def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 1
 
 
 @_ijit
+def _softmax_n(s, n):  # s[:n] <- exp(s[:n] - max); returns 1 / their sum
+    m = -np.inf
+    for p in range(n):
+        m = max(m, s[p])
+    total = np.float32(0.0)
+    for p in range(n):
+        s[p] = _exp(s[p] - m)
+        total += s[p]
+    return np.float32(1.0) / total
+
+
+@_ijit
 def _attend_row(q, o, kc, vc, s, t, h, g, n, scale):
     """Query head h of row t (q, o (T, n_heads, head_dim)) over positions 0..n-1 of KV head g (kc, vc (n_kv_heads,
     head_dim, seq_len)); s (>= n,) scratch for its scores."""
@@ -101,14 +113,7 @@ def _attend_row(q, o, kc, vc, s, t, h, g, n, scale):
         qd = q[t, h, d] * scale
         for p in range(n):
             s[p] += qd * kc[g, d, p]
-    m = -np.inf
-    for p in range(n):
-        m = max(m, s[p])
-    total = np.float32(0.0)
-    for p in range(n):  # softmax
-        s[p] = _exp(s[p] - m)
-        total += s[p]
-    inv = np.float32(1.0) / total
+    inv = _softmax_n(s, n)
     for d in range(0, d4, 4):  # weighted sums of the values, 4 dims per pass over the weights
         a0 = a1 = a2 = a3 = np.float32(0.0)
         for p in range(n):
@@ -217,18 +222,6 @@ def _finish4(o, s1, s2, s3, vc, t, h, g, d, n, a, b, c, e, inv0, inv1, inv2, inv
     o[t + 1, h, d] = (b + s1[n] * v0) * inv1
     o[t + 2, h, d] = (c + s2[n] * v0 + s2[n + 1] * v1) * inv2
     o[t + 3, h, d] = (e + s3[n] * v0 + s3[n + 1] * v1 + s3[n + 2] * v2) * inv3
-
-
-@_ijit
-def _softmax_n(s, n):  # s[:n] <- exp(s[:n] - max); returns 1 / their sum
-    m = -np.inf
-    for p in range(n):
-        m = max(m, s[p])
-    total = np.float32(0.0)
-    for p in range(n):
-        s[p] = _exp(s[p] - m)
-        total += s[p]
-    return np.float32(1.0) / total
 
 
 @_jit

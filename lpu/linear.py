@@ -29,7 +29,9 @@ from .quant import QuantizedTensor, to_precision
 # (prefill, speculative verification): a micro-kernel does 4 rows x 4 tokens, 16 sums in registers, so
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
-# same sums, written twice). With one thread no parallel region is opened at all.
+# same sums, written twice). 2-8 tokens through weights of at least `lpu.jit.STREAM_MIN_BYTES` (those that come
+# from L3 or DRAM) go row by row instead, 4 tokens per pass over a row: one stream, which the hardware prefetcher
+# follows. With one thread no parallel region is opened at all.
 
 
 @_ijit
