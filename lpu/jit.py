@@ -153,6 +153,10 @@ PARALLEL_MIN_BYTES = 1 << 20
 # (8.9 ms both at 16, 20.5 ms against 36 ms at 64). A matrix's size stands in for where it comes from: at 256 KiB
 # and up (288x288 fp32, 512x192) the row path was faster from DRAM and L3 at 2-8 tokens; from L2 the two were even.
 STREAM_MIN_BYTES = 1 << 18
+# ... and only for short rows, the ones whose 4-row blocks the prefetcher loses: from DRAM, 2-8 tokens through 8192x512
+# fp32 (2 KiB rows) took 0.7-2.6 ms row by row against 1.6-2.2 ms in tiles, through 4096x1024 (4 KiB rows) 0.65-2.7 ms
+# against 1.1-1.7 ms (rows ahead up to 4 tokens), through 2048x4096 3.2-6.1 ms against 2.3-2.9 ms (tiles ahead).
+STREAM_MAX_ROW_BYTES = 2048
 
 
 def _chunks() -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, STREAM_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
+from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, STREAM_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -30,8 +30,8 @@ from .quant import QuantizedTensor, to_precision
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
 # same sums, written twice). 2-8 tokens through weights of at least `lpu.jit.STREAM_MIN_BYTES` (those that come
-# from L3 or DRAM) go row by row instead, 4 tokens per pass over a row: one stream, which the hardware prefetcher
-# follows. With one thread no parallel region is opened at all.
+# from L3 or DRAM) in rows of at most `lpu.jit.STREAM_MAX_ROW_BYTES` go row by row instead, 4 tokens per pass over
+# a row: one stream, which the hardware prefetcher follows. With one thread no parallel region is opened at all.
 
 
 @_ijit
@@ -190,7 +190,8 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
     buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
-    if X.shape[0] <= 8 and ng == 1 and data.nbytes >= STREAM_MIN_BYTES:  # a few tokens through weights from L3 or DRAM
+    if X.shape[0] <= 8 and ng == 1 and data.nbytes >= STREAM_MIN_BYTES and G * data.itemsize <= STREAM_MAX_ROW_BYTES:
+        # a few tokens through weights from L3 or DRAM, in short rows
         _streamed_rows(data, scales, X, out, lo, hi)
         return
     for blk in range(lo, hi):
