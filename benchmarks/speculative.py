@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     def med(key):
         return float(np.median([r[key] for r in rounds]))
 
-    tt_us = min(r["tt"] for r in rounds) * 1e6
+    tt_us = min(r["tt"] for r in rounds) * 1e6  # the best round's t_target
     print(f"bundled model ({target.config.n_params:,} params) + bundled draft ({draft.config.n_params:,}), greedy, {len(PROMPTS)} prompts x "
           f"{args.tokens} tokens, one thread, {args.repeats} interleaved rounds; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"CPU time, median over rounds in units of the round's t_target (a pass over 1 position; best {tt_us:.0f} us): "
@@ -133,8 +133,9 @@ def main(argv=None) -> None:
     rate = matmul_fma_per_s()
     print(f"\nceiling: a (k+1)-position pass no cheaper than a 1-position one, nor than its (k+1) x {target.config.n_params:,} multiply-adds"
           f" at the best rate kernels.matmul reaches here ({rate / 1e9:.1f} GFMA/s), and no overhead")
+    tt_best = min(r["tt"] for r in rounds)
     for k, (e, td, tp, _) in fit.items():
-        floor = max(1.0, (k + 1) * target.config.n_params / rate / (min(r["tt"] for r in rounds)))
+        floor = max(1.0, (k + 1) * target.config.n_params / rate / tt_best)
         print(f"{k:3d}  t_verify >= {floor:.2f}  speed-up <= {e * tp / (k * td + floor):.2f}")
     ratios = (1.0, 1.25, 1.5, 2.0)
     print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")

@@ -189,11 +189,11 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
         for i in range(4 * lo, min(4 * hi, d_out)):
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
-    buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
     if X.shape[0] <= 8 and ng == 1 and data.nbytes >= STREAM_MIN_BYTES and G * data.itemsize <= STREAM_MAX_ROW_BYTES:
         # a few tokens through weights from L3 or DRAM, in short rows
         _streamed_rows(data, scales, X, out, lo, hi)
         return
+    buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
     for blk in range(lo, hi):
         i = 4 * blk
         _rows4(data, scales, i, min(i + 1, last), data, scales, min(i + 2, last), min(i + 3, last), X, out, out, buf)
