@@ -146,16 +146,15 @@ def _silu(v):
 # model (stories260K, ~1 MB of weights in matrices of <= 128 KiB) decodes on one thread whatever it is given.
 PARALLEL_MIN_BYTES = 1 << 20
 
-# A batch (T >= 2 tokens) reads 4 weight rows at a time, which goes badly from DRAM: the stories15M classifier
-# (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row (and
-# prefetching the tiles' rows ahead did not help). A batch of 2-8 tokens through weights of at least this many bytes
-# goes row by row, 4 (or 2) tokens per pass over a row (1.8-3.6 ms); from 16 tokens the tile is as fast or faster
-# (8.9 ms both at 16, 20.5 ms against 36 ms at 64). A matrix's size stands in for where it comes from: at 256 KiB
-# and up (288x288 fp32, 512x192) the row path was faster from DRAM and L3 at 2-8 tokens; from L2 the two were even.
-STREAM_MIN_BYTES = 1 << 18
-# ... and only for short rows, the ones whose 4-row blocks the prefetcher loses: from DRAM, 2-8 tokens through 8192x512
-# fp32 (2 KiB rows) took 0.7-2.6 ms row by row against 1.6-2.2 ms in tiles, through 4096x1024 (4 KiB rows) 0.65-2.7 ms
-# against 1.1-1.7 ms (rows ahead up to 4 tokens), through 2048x4096 3.2-6.1 ms against 2.3-2.9 ms (tiles ahead).
+# A batch (T >= 2 tokens) reads 4 weight rows at a time in the 4x4 tile, which goes badly from DRAM: the stories15M
+# classifier (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row
+# (and prefetching the tiles' rows ahead did not help); it spills its 16 sums, too (AVX2 Zen 1 and AVX-512 Rocket Lake
+# alike), so that from L2 and L3 the small matrices of the bundled model (192x192, 96x192 fp32) took ~2x a pass of 2 rows
+# x 4 tokens. So 2-8 tokens through rows of at most this many bytes go 2 rows at a time, 4 (or 2) tokens per pass over the
+# pair (8 sums); from 16 tokens the tile is as fast or faster (stories15M's classifier: 8.9 ms both at 16, 20.5 ms against
+# 36 ms at 64). Longer rows keep the tile: from DRAM, 2-8 tokens through 8192x512 fp32 (2 KiB rows) took 0.7-2.6 ms row by
+# row against 1.6-2.2 ms in tiles, through 4096x1024 (4 KiB rows) 0.65-2.7 ms against 1.1-1.7 ms, through 2048x4096
+# 3.2-6.1 ms against 2.3-2.9 ms.
 STREAM_MAX_ROW_BYTES = 2048
 
 

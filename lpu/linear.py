@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, STREAM_MIN_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
+from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -29,9 +29,9 @@ from .quant import QuantizedTensor, to_precision
 # (prefill, speculative verification): a micro-kernel does 4 rows x 4 tokens, 16 sums in registers, so
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
-# same sums, written twice). 2-8 tokens through weights of at least `lpu.jit.STREAM_MIN_BYTES` (those that come
-# from L3 or DRAM) in rows of at most `lpu.jit.STREAM_MAX_ROW_BYTES` go row by row instead, 4 tokens per pass over
-# a row: one stream, which the hardware prefetcher follows. With one thread no parallel region is opened at all.
+# same sums, written twice). 2-8 tokens through rows of at most `lpu.jit.STREAM_MAX_ROW_BYTES` go 2 rows at a time
+# instead, 4 tokens per pass over the pair: 8 sums, which stay in registers, and two streams, which the hardware
+# prefetcher follows from DRAM. With one thread no parallel region is opened at all.
 
 
 @_ijit
@@ -110,25 +110,36 @@ def _dot(data, scales, i, x):  # run.c's loop for one token: row i of data (d_ou
 
 
 @_ijit
-def _dot4(data, i, X, b0, b1, b2, b3):  # row i of data (d_out, 1, d_in) fp32/fp16 . X[b] for b = b0..b3 (unscaled)
-    a0 = a1 = a2 = a3 = np.float32(0.0)
-    for k in range(X.shape[1]):  # contiguous: vectorised; each weight load feeds 4 multiply-adds
-        u = _to_f32(data[i, 0, k])
-        a0 += u * X[b0, k]
-        a1 += u * X[b1, k]
-        a2 += u * X[b2, k]
-        a3 += u * X[b3, k]
-    return a0, a1, a2, a3
+def _pair4(data, i, j, X, b0, b1, b2, b3):
+    """Rows i, j of data (d_out, 1, d_in) fp32/fp16 . X[b] for b = b0..b3 (unscaled): 8 sums, each weight load feeding 4
+    multiply-adds and each load of x 2; few enough sums that the vectorised, interleaved loop keeps them in registers
+    (the 16 of a 4x4 tile spill on 16- and 32-register x86 cores alike)."""
+    a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = np.float32(0.0)
+    for k in range(X.shape[1]):  # contiguous: vectorised
+        u, v = _to_f32(data[i, 0, k]), _to_f32(data[j, 0, k])
+        x0, x1, x2, x3 = X[b0, k], X[b1, k], X[b2, k], X[b3, k]
+        a0 += u * x0
+        a1 += u * x1
+        a2 += u * x2
+        a3 += u * x3
+        c0 += v * x0
+        c1 += v * x1
+        c2 += v * x2
+        c3 += v * x3
+    return a0, a1, a2, a3, c0, c1, c2, c3
 
 
 @_ijit
-def _dot2(data, i, X, b0, b1):  # `_dot4` for two tokens
-    a0 = a1 = np.float32(0.0)
+def _pair2(data, i, j, X, b0, b1):  # `_pair4` for two tokens
+    a0 = a1 = c0 = c1 = np.float32(0.0)
     for k in range(X.shape[1]):
-        u = _to_f32(data[i, 0, k])
-        a0 += u * X[b0, k]
-        a1 += u * X[b1, k]
-    return a0, a1
+        u, v = _to_f32(data[i, 0, k]), _to_f32(data[j, 0, k])
+        x0, x1 = X[b0, k], X[b1, k]
+        a0 += u * x0
+        a1 += u * x1
+        c0 += v * x0
+        c1 += v * x1
+    return a0, a1, c0, c1
 
 
 @_ijit
@@ -161,18 +172,20 @@ def _rows4(da, sa, ia0, ia1, db, sb, ib0, ib1, X, oa, ob, buf):
 
 
 @_jit
-def _streamed_rows(data, scales, X, out, lo, hi):  # `_linear_rows` for fp32/fp16 weights from L3 or DRAM and T <= 8 tokens
-    T, d_out = X.shape[0], data.shape[0]
-    for i in range(4 * lo, min(4 * hi, d_out)):  # row by row, as one token: one stream the hardware prefetcher follows
-        s = scales[i, 0]
-        for b0 in range(0, T, 4):  # 4 tokens per pass over the row (a last 3 with one repeated), a last 1-2 in a pass of 2
+def _few_rows(data, scales, X, out, lo, hi):  # `_linear_rows` for fp32/fp16 weights in short rows and 2 <= T <= 8 tokens
+    T, last = X.shape[0], data.shape[0] - 1
+    for i in range(4 * lo, min(4 * hi, last + 1), 2):  # rows in pairs (a last one alone paired with itself, written twice)
+        j = min(i + 1, last)
+        si, sj = scales[i, 0], scales[j, 0]
+        for b0 in range(0, T, 4):  # 4 tokens per pass over the pair (a last 3 with one repeated), a last 1-2 in a pass of 2
             b1, b2, b3 = min(b0 + 1, T - 1), min(b0 + 2, T - 1), min(b0 + 3, T - 1)
             if T - b0 >= 3:
-                a0, a1, a2, a3 = _dot4(data, i, X, b0, b1, b2, b3)
-                out[b0, i], out[b1, i], out[b2, i], out[b3, i] = a0 * s, a1 * s, a2 * s, a3 * s
+                a0, a1, a2, a3, c0, c1, c2, c3 = _pair4(data, i, j, X, b0, b1, b2, b3)
+                out[b0, i], out[b1, i], out[b2, i], out[b3, i] = a0 * si, a1 * si, a2 * si, a3 * si
+                out[b0, j], out[b1, j], out[b2, j], out[b3, j] = c0 * sj, c1 * sj, c2 * sj, c3 * sj
             else:
-                a0, a1 = _dot2(data, i, X, b0, b1)
-                out[b0, i], out[b1, i] = a0 * s, a1 * s
+                a0, a1, c0, c1 = _pair2(data, i, j, X, b0, b1)
+                out[b0, i], out[b1, i], out[b0, j], out[b1, j] = a0 * si, a1 * si, c0 * sj, c1 * sj
 
 
 @_jit
@@ -189,9 +202,8 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
         for i in range(4 * lo, min(4 * hi, d_out)):
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
-    if X.shape[0] <= 8 and ng == 1 and data.nbytes >= STREAM_MIN_BYTES and G * data.itemsize <= STREAM_MAX_ROW_BYTES:
-        # a few tokens through weights from L3 or DRAM, in short rows
-        _streamed_rows(data, scales, X, out, lo, hi)
+    if X.shape[0] <= 8 and ng == 1 and G * data.itemsize <= STREAM_MAX_ROW_BYTES:  # a few tokens through short rows
+        _few_rows(data, scales, X, out, lo, hi)
         return
     buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
     for blk in range(lo, hi):

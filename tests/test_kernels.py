@@ -80,14 +80,15 @@ def test_matvec_int8_error_is_small_at_realistic_scale():
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("B", [2, 3, 4, 5, 6, 7, 8, 9])
-def test_matmul_of_large_weights_matches_reference(dtype, B):
-    """A few tokens through weights past lpu.jit.STREAM_MIN_BYTES go row by row (2-8 tokens) or in tiles (9): the same sums."""
+@pytest.mark.parametrize("shape", [(1031, 136), (96, 192), (7, 500)])
+def test_matmul_of_a_few_tokens_matches_reference(dtype, B, shape):
+    """A few tokens through short rows go in row pairs (2-8 tokens; an odd last row alone) or in tiles (9): the same sums."""
     from lpu import jit
 
-    rng = _rng("streamed matmul", dtype, B)
-    W, Wk = _weights(dtype, 1030, 136, rng)
-    assert Wk.nbytes >= jit.STREAM_MIN_BYTES
-    X = rng.standard_normal((B, 136)).astype(np.float32)
+    rng = _rng("few-token matmul", dtype, B, *shape)
+    W, Wk = _weights(dtype, *shape, rng)
+    assert shape[1] * Wk.dtype.itemsize <= jit.STREAM_MAX_ROW_BYTES
+    X = rng.standard_normal((B, shape[1])).astype(np.float32)
     Y = K.matmul(Wk, X)
     assert np.all(np.abs(Y - ref.matmul(Wk, X)).reshape(-1) <= _fp32_tolerance(Wk, X))
     np.testing.assert_allclose(Y, np.stack([K.matvec(Wk, xb) for xb in X]), rtol=1e-5, atol=1e-5)
@@ -336,3 +337,40 @@ def test_kernel_modules_share_one_cache_stamp():
     stamps = {f._cache._impl.locator.get_source_stamp() for f in funcs}
     here = Path(jit.__file__).parent
     assert stamps == {hashlib.sha256(b"".join((here / name).read_bytes() for name in jit.KERNEL_MODULES)).hexdigest()}
+
+
+@pytest.mark.parametrize("T", [1, 3, 8])
+def test_parallel_kernels_give_the_single_thread_bits(T):
+    """The kernels' parallel regions (rows, or blocks of 4 rows x query heads, split over 2 threads) give bit for bit what
+    one thread does: each output is summed in the same order, whichever thread computes it."""
+    import numba
+
+    from lpu.layer_ops import _attend, _attention_par
+    from lpu.linear import _ffn_par, _ffn_rows, _linear, _linear_par, stored
+
+    rng = _rng("parallel", T)
+    d, s = stored(rng.standard_normal((256, 96)).astype(np.float32))
+    d3, s3 = stored(rng.standard_normal((256, 96)).astype(np.float32))
+    X = rng.standard_normal((T, 96)).astype(np.float32)
+    n_heads, head_dim, n_kv_heads, seq = 4, 24, 2, 32
+    Q = rng.standard_normal((T, n_heads * head_dim)).astype(np.float32)
+    kc, vc = (rng.standard_normal((n_kv_heads * head_dim, seq)).astype(np.float32) for _ in range(2))
+    items, pos0 = (T + 3) // 4 * n_heads, 5
+    saved = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        one, par = np.empty((T, 256), np.float32), np.empty((T, 256), np.float32)
+        _linear(d, s, X, one, 1)
+        _linear_par(d, s, X, par, 8)
+        assert np.array_equal(one, par)
+        h1, h3, p1, p3 = (np.empty((T, 256), np.float32) for _ in range(4))
+        _ffn_rows(d, s, d3, s3, X, h1, h3, 0, 64)
+        _ffn_par(d, s, d3, s3, X, p1, p3, 8)
+        assert np.array_equal(h1, p1)
+        o1, o2 = np.empty_like(Q), np.empty_like(Q)
+        att1, att2 = np.empty((T * n_heads, seq), np.float32), np.empty((T * n_heads, seq), np.float32)
+        _attend(Q, kc, vc, pos0, n_kv_heads, o1, att1, 0, items)
+        _attention_par(Q, kc, vc, pos0, n_kv_heads, o2, att2, items)
+        assert np.array_equal(o1, o2)
+    finally:
+        numba.set_num_threads(saved)
