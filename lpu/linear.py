@@ -30,8 +30,8 @@ from .quant import QuantizedTensor, to_precision
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
 # same sums, written twice). 2-8 tokens through rows of at most `lpu.jit.STREAM_MAX_ROW_BYTES` go 2 rows at a time
-# instead, 4 tokens per pass over the pair: 8 sums, which stay in registers, and two streams, which the hardware
-# prefetcher follows from DRAM. With one thread no parallel region is opened at all.
+# instead, 4 tokens per pass over the pair: 8 sums, half the tile's, and two streams, which the hardware prefetcher
+# follows from DRAM. With one thread no parallel region is opened at all.
 
 
 @_ijit
@@ -112,8 +112,8 @@ def _dot(data, scales, i, x):  # run.c's loop for one token: row i of data (d_ou
 @_ijit
 def _pair4(data, i, j, X, b0, b1, b2, b3):
     """Rows i, j of data (d_out, 1, d_in) fp32/fp16 . X[b] for b = b0..b3 (unscaled): 8 sums, each weight load feeding 4
-    multiply-adds and each load of x 2; few enough sums that the vectorised, interleaved loop keeps them in registers
-    (the 16 of a 4x4 tile spill on 16- and 32-register x86 cores alike)."""
+    multiply-adds and each load of x 2. Half the sums of a 4x4 tile, which LLVM's vectorised, interleaved loop spills:
+    from L2 and L3 this pass took about half the tile's time on 192-wide rows (Rocket Lake Xeon, Zen 1 EPYC)."""
     a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = np.float32(0.0)
     for k in range(X.shape[1]):  # contiguous: vectorised
         u, v = _to_f32(data[i, 0, k]), _to_f32(data[j, 0, k])
