@@ -24,16 +24,17 @@ Everything here is reproducible on a 2-core CPU with no network except the packa
 ``--draft`` trains instead the bundled model's draft for speculative decoding
 (``Engine.default("draft")``): a 2-layer, dim-64 Llama with the same tokenizer (the
 tokenizer is retrained as above and must come out identical to the bundled one),
-distilled from the bundled model (loss: KL(target || draft) per token, on the same
-training text), exported to ``lpu/data/models/tiny_shakespeare_draft.bin`` with
-``DRAFT.md``, its curve and its measured acceptance rate.
+distilled from the bundled model (loss: KL(target || draft) per token, on windows of the
+training text and of the bundled model's own continuations, half each), exported to
+``lpu/data/models/tiny_shakespeare_draft.bin`` with ``DRAFT.md``, its curve and its measured
+acceptance rate.
 
 Needs the ``train`` extra (torch, sentencepiece)::
 
     python scripts/train_tiny.py                 # full run: download, tokenizer, train, export
     python scripts/train_tiny.py --steps 50      # a quick smoke run (overwrites the outputs!)
     python scripts/train_tiny.py --export-only   # re-export from the saved state dict
-    python scripts/train_tiny.py --draft         # the draft model (~18 min on 2 busy cores; DRAFT.md)
+    python scripts/train_tiny.py --draft         # the draft model (~9 min on 2 cores; DRAFT.md)
 """
 
 from __future__ import annotations
@@ -427,8 +428,12 @@ def estimate_loss(model, data: np.ndarray, starts: np.ndarray, r: Recipe) -> flo
     return total / n
 
 
-def train(r: Recipe, train_ids: np.ndarray, val_ids: np.ndarray, curve_path: Path, state_path: Path, teacher=None):
-    """Train from scratch on the next-token loss or, given a ``teacher`` model, on KL(teacher || model) per token."""
+def train(r: Recipe, train_ids: np.ndarray, val_ids: np.ndarray, curve_path: Path, state_path: Path, teacher=None,
+          teacher_ids: np.ndarray | None = None):
+    """Train from scratch on the next-token loss or, given a ``teacher`` model, on KL(teacher || model) per token.
+
+    With ``teacher_ids`` (the teacher's own text, `teacher_text`), the second half of each batch's windows come from it.
+    """
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -470,7 +475,13 @@ def train(r: Recipe, train_ids: np.ndarray, val_ids: np.ndarray, curve_path: Pat
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, r)
-            x, y = windows(train_ids, rng.integers(0, len(train_ids) - r.seq_len - 1, r.batch_size), r.seq_len)
+            if teacher_ids is None:
+                x, y = windows(train_ids, rng.integers(0, len(train_ids) - r.seq_len - 1, r.batch_size), r.seq_len)
+            else:
+                half = r.batch_size // 2
+                xa, ya = windows(train_ids, rng.integers(0, len(train_ids) - r.seq_len - 1, r.batch_size - half), r.seq_len)
+                xb, yb = windows(teacher_ids, rng.integers(0, len(teacher_ids) - r.seq_len - 1, half), r.seq_len)
+                x, y = torch.cat([xa, xb]), torch.cat([ya, yb])
             logits = model(x)
             if teacher is None:
                 loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
@@ -621,10 +632,46 @@ Greedy decoding (temperature 0) with torch, from BOS plus the prompt encoded as 
 # =================================================================================================
 # 2 layers of dim 64: ~0.13M parameters (0.5 MB in fp32), ~13x fewer multiply-adds per token than the
 # bundled model. Distillation needs a forward pass of the teacher per batch, so batches are half as big.
-# 1200 steps (~0.9 epoch): twice the first recipe's 600, which left the draft at acceptance 0.53-0.57 (DRAFT.md's table has this recipe's).
+# 1200 steps: twice the first recipe's 600, which left the draft at acceptance 0.53-0.57 (DRAFT.md's table has this recipe's).
 DRAFT = Recipe(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, steps=1200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=100)
 DRAFT_PROMPTS = ("ROMEO:", "Friends, Romans, countrymen", "To be, or not to be", "KING HENRY.\n", "First Citizen:\nBefore we proceed")
 DRAFT_K = 4
+
+
+@dataclass(frozen=True)
+class TeacherText:
+    """The bundled model's own continuations, half of each distillation batch.
+
+    At decode time the draft sees the target's text, not Shakespeare's: trained on Shakespeare alone, the
+    draft matched the target's greedy choice on 0.62 of its tokens; with half of each batch from these
+    continuations (KL on them as on the corpus) on 0.77-0.79 (DRAFT.md has the measured rates).
+    Even prompts continue greedily (what ``temperature=0`` serves), odd ones sampled as a chat would.
+    """
+
+    prompts: int = 800
+    prompt_tokens: int = 32  # a random slice of the training split, after BOS
+    new_tokens: int = 200  # 1 + 32 + 200 tokens fit the 256-token context
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 7
+
+
+TEACHER_TEXT = TeacherText()
+
+
+def teacher_text(engine: Engine, train_ids: np.ndarray, t: TeacherText = TEACHER_TEXT) -> np.ndarray:
+    """BOS, prompt and continuation of each of ``t.prompts`` prompts, concatenated (uint16), from lpu's Engine."""
+    from tqdm import tqdm
+
+    starts = np.random.default_rng(t.seed).integers(0, len(train_ids) - t.prompt_tokens, t.prompts)
+    out = []
+    for i, s in enumerate(tqdm(starts, desc="teacher text", unit="prompt", dynamic_ncols=True, mininterval=5)):
+        prompt = engine.tokenizer.decode_tokens([int(x) for x in train_ids[s: s + t.prompt_tokens] if x != BOS])
+        sampled = i % 2 == 1
+        events = engine.generate(prompt, t.new_tokens, temperature=t.temperature if sampled else 0.0,
+                                 top_p=t.top_p if sampled else 1.0, seed=t.seed + i)
+        out.extend(engine.tokenizer.encode(prompt, bos=True) + [ev.token_id for ev in events])
+    return np.array(out, dtype=np.uint16)
 
 
 def main_draft(args, pieces, train_ids, val_ids):
@@ -641,7 +688,11 @@ def main_draft(args, pieces, train_ids, val_ids):
         p.requires_grad_(False)
     state = args.state.with_name(f"{DRAFT_NAME}.pt")
     curve_path = OUT_DIR / "train_curve_draft.csv"
-    model, curve, wall = train(r, train_ids, val_ids, curve_path, state, teacher=teacher)
+    t0 = time.time()
+    teacher_ids = teacher_text(Engine.default(), train_ids)
+    t_text = time.time() - t0
+    print(f"teacher text: {len(teacher_ids):,} tokens in {t_text:.0f}s")
+    model, curve, wall = train(r, train_ids, val_ids, curve_path, state, teacher=teacher, teacher_ids=teacher_ids)
     final_val = full_val_loss(model, val_ids, r)
     model_path = OUT_DIR / f"{DRAFT_NAME}.bin"
     checkpoint.write_llama2c(model_path, model_config(r, "tiny-shakespeare-draft"), llama2c_weights(model, r), version=1)
@@ -649,6 +700,7 @@ def main_draft(args, pieces, train_ids, val_ids):
     rates = {k: acceptance_rate(target, draft, k, DRAFT_PROMPTS, 128) for k in (1, 2, 4, 8)}
     sampled = acceptance_rate(target, draft, DRAFT_K, DRAFT_PROMPTS, 128, temperature=1.0, top_p=0.9, seed=1)
     n_params = sum(p.numel() for p in model.parameters())
+    tt = TEACHER_TEXT
     rows = "\n".join(f"| {k} | {a:.3f} |" for k, a in rates.items())
     curve_rows = "\n".join(f"| {c[0]} | {c[1]:.3f} | {c[2]:.3f} | {c[3]:.0f} |" for c in curve)
     (OUT_DIR / "DRAFT.md").write_text(f"""# The bundled draft model: `{DRAFT_NAME}.bin`
@@ -665,9 +717,13 @@ Made by `python scripts/train_tiny.py --draft` (the `train` extra), same corpus 
 ## Training
 
 Distilled from `tiny_shakespeare.bin`: the loss is KL(target || draft) of the next-token
-distributions at every position of {r.batch_size} x {r.seq_len} random training windows, {r.steps} steps
+distributions at every position of {r.batch_size} x {r.seq_len} random windows, {r.steps} steps
 of AdamW (lr {r.lr:g} after {r.warmup} warmup steps, cosine to {r.min_lr:g}), seed {r.seed}, torch on the CPU
-({r.threads} threads): {wall / 60:.1f} min. The curve (`train_curve_draft.csv`) logs the ordinary next-token
+({r.threads} threads): {wall / 60:.1f} min. Half of each batch's windows come from the training split, half from the
+target's own text: {tt.prompts} continuations of {tt.new_tokens} tokens, generated by `lpu.Engine.default()` after
+prompts of {tt.prompt_tokens} tokens drawn from the training split (seed {tt.seed}; even prompts greedy, odd ones
+sampled at temperature {tt.temperature:g}, top-p {tt.top_p:g}), {len(teacher_ids):,} tokens in {t_text / 60:.1f} min:
+the draft learns to predict the target's text, not only Shakespeare's. The curve (`train_curve_draft.csv`) logs the ordinary next-token
 cross-entropy on the same fixed windows as the bundled model's (nats/token):
 
 | step | train loss | val loss | elapsed s |
