@@ -150,3 +150,23 @@ def test_compiled_greedy_steps_with_int8_weights_and_two_threads(pair):
     d2 = Engine(draft.checkpoint, draft.tokenizer, threads=2) if numba.config.NUMBA_NUM_THREADS >= 2 else draft
     plain = [e.token_id for e in t8.generate("Friends, Romans, countrymen", 100)]
     assert [t for t, *_ in _events(t8, d2, "Friends, Romans, countrymen", 100, 4)] == plain
+
+
+def test_draft_md_acceptance_table_is_what_the_bundled_pair_measures(pair):
+    """The data behind DRAFT.md's acceptance table (written by scripts/train_tiny.py --draft): re-measured here, within
+    0.02 (another CPU rounds the sums differently, which can flip a near-tie argmax)."""
+    import re
+    import sys
+
+    from lpu.runtime import DATA_MODELS
+
+    sys.path.insert(0, str(DATA_MODELS.parents[2] / "scripts"))
+    try:
+        from train_tiny import DRAFT_PROMPTS
+    except ImportError:
+        pytest.skip("scripts/train_tiny.py is not beside the package (an installed wheel)")
+    table = dict(re.findall(r"^\| (\d+) \| (0\.\d{3}) \|$", (DATA_MODELS / "DRAFT.md").read_text(), re.M))
+    assert set(table) == {"1", "2", "4", "8"}
+    target, draft = pair
+    for k, a in table.items():
+        assert acceptance_rate(target, draft, int(k), DRAFT_PROMPTS, 128) == pytest.approx(float(a), abs=0.02)
