@@ -105,18 +105,9 @@ def _sum(a, n_chunks):  # a (n,) float32: read-only streaming, vectorised, each 
     return total
 
 
-def llc_bytes() -> int:
-    """This machine's largest cache (the last level), from sysfs; 64 MiB where it cannot be read."""
-    sizes = []
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        text = f.read_text().strip()
-        sizes.append(int(text[:-1]) << {"K": 10, "M": 20, "G": 30}[text[-1]] if text[-1] in "KMG" else int(text))
-    return max(sizes, default=64 << 20)
-
-
 def buffer_bytes() -> int:
     """Bytes of the bandwidth buffers and matvec pools: 4 x the last-level cache, at least 1 GiB."""
-    return max(GiB, 4 * llc_bytes())
+    return max(GiB, 4 * kernels.last_level_cache_bytes())
 
 
 def memory_rows(nbytes: int | None = None, repeats: int = 5) -> tuple[Row, Row]:
@@ -402,7 +393,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         llama2c_table(args.llama2c, max(1, args.repeats // 3), args.tokens)
         return []
     pool = (args.pool_mib << 20) if args.pool_mib else buffer_bytes()
-    print(f"last-level cache {llc_bytes() / 2**20:.0f} MiB; buffers and matvec pools of {pool / GiB:.1f} GiB")
+    print(f"last-level cache {kernels.last_level_cache_bytes() / 2**20:.0f} MiB; buffers and matvec pools of {pool / GiB:.1f} GiB")
     copy, read = memory_rows(pool)
     rows = []
     for n in args.sizes if not args.no_matvec else []:

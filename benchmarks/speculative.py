@@ -19,7 +19,8 @@ passes; each figure is the median over the rounds. The table prints each term an
 model predicts with and without the overhead beside the measured one (CPU and wall), then what the
 model gives were t_verify r t_target, and the r that 1.5x needs; and a ceiling: the speed-up were the (k + 1)-position
 pass as fast as the best multiply-add rate ``kernels.matmul`` reaches on this CPU allows (and never cheaper than a
-1-position pass), with no overhead. ``uptime``'s load is printed with it.
+1-position pass), with no overhead. ``uptime``'s load is printed with it. Last, t_verify / t_target of random weights
+of the stories15M shapes (beyond the last-level cache: from DRAM) beside the bundled model's (in cache).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/kernels.py
 from lpu import kernels  # noqa: E402
 from lpu.runtime import Engine  # noqa: E402
 from lpu.speculative import _model_args  # noqa: E402
@@ -81,6 +83,32 @@ def generation(target: Engine, tokens: int, **kw) -> tuple[float, float, int, in
         rej += sum(e.rejected for e in events)
         ids.append([e.token_id for e in events])
     return wall, cpu, n, steps, acc, rej, ids
+
+
+def dram_verify_table(ks, repeats: int, pos: int) -> None:
+    """t_verify / t_target, CPU time, for random weights of the stories15M shapes (61 MB of fp32 weights, beyond the
+    last-level cache: they stream from DRAM on every pass) beside the bundled model's (in cache), median of interleaved
+    rounds. Where the weights come from DRAM, the k + 1 positions share one read of them."""
+    import tempfile
+
+    from lpu import models
+    from kernels import random_checkpoint  # benchmarks/kernels.py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Engine.from_llama2c(*random_checkpoint(models.get("stories15M"), Path(tmp)), threads=1)
+        small = Engine.default()
+        ratios = {name: {k: [] for k in ks} for name in ("big", "small")}
+        for _ in range(repeats):
+            for name, eng in (("big", big), ("small", small)):
+                pass_seconds(eng, 1, pos, calls=2)  # the other model's pass evicted this one's weights from the cache
+                t1 = pass_seconds(eng, 1, pos, calls=5)
+                for k in ks:
+                    ratios[name][k].append(pass_seconds(eng, k + 1, pos, calls=5) / t1)
+        print(f"\nt_verify / t_target, a pass over k + 1 positions against one, CPU time, median of {repeats} rounds at position {pos}:")
+        print(f"{'k':>3s} {'stories15M shapes':>18s} {'bundled':>8s}   (weights: {big.weight_bytes / 2**20:.0f} MiB from DRAM, "
+              f"{small.weight_bytes / 2**20:.1f} MiB in cache; last-level cache {kernels.last_level_cache_bytes() / 2**20:.0f} MiB)")
+        for k in ks:
+            print(f"{k:3d} {np.median(ratios['big'][k]):18.2f} {np.median(ratios['small'][k]):8.2f}")
 
 
 def main(argv=None) -> None:
@@ -137,6 +165,7 @@ def main(argv=None) -> None:
     for k, (e, td, tp, _) in fit.items():
         floor = max(1.0, (k + 1) * target.config.n_params / rate / tt_best)
         print(f"{k:3d}  t_verify >= {floor:.2f}  speed-up <= {e * tp / (k * td + floor):.2f}")
+    dram_verify_table(args.ks, args.repeats, pos)
     ratios = (1.0, 1.25, 1.5, 2.0)
     print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")
     print(f"{'k':>3s} " + " ".join(f"{'r=' + format(r, 'g'):>7s}" for r in ratios) + f" {'r for 1.5x':>10s}")

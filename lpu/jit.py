@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import glob
 import hashlib
 import importlib.metadata
 import os
@@ -19,6 +20,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Threading layer: TBB, the one both fork-safe (after GNU OpenMP, numba's default here, has run a parallel kernel, a
@@ -115,6 +117,25 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(bits), lambda context, builder, signature, args: builder.bitcast(args[0], ir.FloatType())
 
 
+@intrinsic
+def _prefetch(typingctx, a, i):
+    """Ask the cache for the line holding ``a[i]`` (``a`` a 1-D array), as the read it will be (``llvm.prefetch``:
+    ``prefetcht0`` on x86); no load waits on it. An index past the end fetches nothing useful but is harmless."""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])  # address arithmetic only: no bounds check, no load
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ir.PointerType(ir.IntType(8))] + [ir.IntType(32)] * 3),
+                                            "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(fn, [builder.bitcast(ptr, ir.PointerType(ir.IntType(8))), i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.none(a, i), codegen
+
+
 @_ijit
 def _exp(x):
     """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within 3e-7 of it relatively (2-4 float32
@@ -156,6 +177,24 @@ PARALLEL_MIN_BYTES = 1 << 20
 # row against 1.6-2.2 ms in tiles, through 4096x1024 (4 KiB rows) 0.65-2.7 ms against 1.1-1.7 ms, through 2048x4096
 # 3.2-6.1 ms against 2.3-2.9 ms.
 STREAM_MAX_ROW_BYTES = 2048
+
+
+@functools.lru_cache(maxsize=None)
+def last_level_cache_bytes() -> int:
+    """This machine's largest CPU cache (the last level), from Linux's sysfs; 32 MiB where it cannot be read. Weights
+    beyond it stream from DRAM on every token, which changes the kernel that reads a few tokens fastest (see
+    `lpu.linear._few_rows_from_dram`)."""
+    sizes = []
+    for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            text = open(f).read().strip()
+        except OSError:
+            continue
+        if text[:-1].isdigit() and text[-1] in "KMG":
+            sizes.append(int(text[:-1]) << {"K": 10, "M": 20, "G": 30}[text[-1]])
+        elif text.isdigit():
+            sizes.append(int(text))
+    return max(sizes, default=32 << 20)
 
 
 def _chunks() -> int:

@@ -19,7 +19,7 @@ Introduced in ``notebooks/03_token_generation.ipynb``.
 from __future__ import annotations
 
 from .forward import _decode_greedy, _forward  # noqa: F401
-from .jit import _FASTMATH, _JIT, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, n_chunks  # noqa: F401
+from .jit import _FASTMATH, _JIT, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, last_level_cache_bytes, n_chunks  # noqa: F401
 from .layer_ops import _attention, _rmsnorm, _rope, _swiglu, attention, rmsnorm, rope, rope_table, swiglu  # noqa: F401
 from .linear import Linear, _ffn_in, _linear, matmul, matvec, stored  # noqa: F401
 from .sampling import _argmax, _nucleus, _softmax, probabilities, sample, softmax  # noqa: F401

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, _silu
+from .jit import PARALLEL_MIN_BYTES, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, _prefetch, _silu
 
 
 @_jit
@@ -222,6 +222,20 @@ def _finish4(o, s1, s2, s3, vc, t, h, g, d, n, a, b, c, e, inv0, inv1, inv2, inv
     o[t + 1, h, d] = (b + s1[n] * v0) * inv1
     o[t + 2, h, d] = (c + s2[n] * v0 + s2[n + 1] * v1) * inv2
     o[t + 3, h, d] = (e + s3[n] * v0 + s3[n + 1] * v1 + s3[n + 2] * v2) * inv3
+
+
+@_jit
+def _prefetch_positions(cache, n):  # cache (kv_dim, seq_len): ask for the lines of positions 0..n-1 of every row
+    # Decoding a model bigger than the last-level cache, the weights stream through it and evict the KV caches: attention
+    # then reads kv_dim short rows from DRAM, each a few lines, which the hardware prefetcher does not follow (stories15M
+    # shapes, 2-core Zen 4 EPYC: 6 layers at position 128, 60 us from cache, 300 us from DRAM). Asked for at the start of
+    # the layer, they arrive while its q, k, v matmuls run.
+    for r in range(cache.shape[0]):
+        row = cache[r]
+        for p in range(0, n, 16):  # 16 float32 a 64-byte line
+            _prefetch(row, p)
+        if n > 0:
+            _prefetch(row, n - 1)  # a row that does not start on a line boundary ends one line further
 
 
 @_jit

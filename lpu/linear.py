@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32
+from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32, last_level_cache_bytes
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -30,8 +30,10 @@ from .quant import QuantizedTensor, to_precision
 # each weight load feeds 4 multiply-adds and each load of x 4 (+25% over 2 rows x 4 tokens on the EPYC,
 # benchmarks/kernels.py's matmul rows). Rows go in blocks of 4 (a last block of 1-3 repeats its last row:
 # same sums, written twice). 2-8 tokens through rows of at most `lpu.jit.STREAM_MAX_ROW_BYTES` go 2 rows at a time
-# instead, 4 tokens per pass over the pair: 8 sums, half the tile's, and two streams, which the hardware prefetcher
-# follows from DRAM. With one thread no parallel region is opened at all.
+# instead, 4 tokens per pass over the pair: 8 sums, half the tile's. Where the weights come from DRAM (the model exceeds
+# the last-level cache: ``from_dram``, set by the Engine), 2-4 tokens go a row at a time instead, 4 (or 2) sums: pairs of
+# rows from DRAM cost 2.4-4.1x one token on Zen 4, a row at a time 1.2-1.9x; from cache, pairs are 10-30% faster.
+# With one thread no parallel region is opened at all.
 
 
 @_ijit
@@ -158,6 +160,28 @@ def _pair2(data, i, j, X, b0, b1):  # `_pair4` for two tokens
 
 
 @_ijit
+def _row4(data, i, X, b0, b1, b2, b3):  # row i of data (d_out, 1, d_in) fp32/fp16 . X[b] for b = b0..b3 (unscaled): 4 sums, one stream
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for k in range(X.shape[1]):
+        u = _to_f32(data[i, 0, k])
+        a0 += u * X[b0, k]
+        a1 += u * X[b1, k]
+        a2 += u * X[b2, k]
+        a3 += u * X[b3, k]
+    return a0, a1, a2, a3
+
+
+@_ijit
+def _row2(data, i, X, b0, b1):  # `_row4` for two tokens
+    a0 = a1 = np.float32(0.0)
+    for k in range(X.shape[1]):
+        u = _to_f32(data[i, 0, k])
+        a0 += u * X[b0, k]
+        a1 += u * X[b1, k]
+    return a0, a1
+
+
+@_ijit
 def _q8_dot(data, scales, i, x):  # row i of data (d_out, n_groups, G) int8 with scales (d_out, n_groups), x (n_groups, G) fp32
     acc = np.float32(0.0)
     for g in range(data.shape[1]):
@@ -209,7 +233,22 @@ def _few_rows(data, scales, X, out, lo, hi):  # `_linear_rows` for fp32/fp16 wei
 
 
 @_jit
-def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
+def _few_rows_from_dram(data, scales, X, out, lo, hi):  # `_few_rows` for 2-4 tokens where the weights come from DRAM
+    T = X.shape[0]
+    for i in range(4 * lo, min(4 * hi, data.shape[0])):  # a row at a time: one stream
+        s = scales[i, 0]
+        if T == 4:
+            a0, a1, a2, a3 = _row4(data, i, X, 0, 1, 2, 3)
+            out[0, i], out[1, i], out[2, i], out[3, i] = a0 * s, a1 * s, a2 * s, a3 * s
+        else:  # 2 tokens, or 3: 2 then 1
+            a0, a1 = _row2(data, i, X, 0, 1)
+            out[0, i], out[1, i] = a0 * s, a1 * s
+            if T == 3:
+                out[2, i] = _dot(data, scales, i, X[2])
+
+
+@_jit
+def _linear_rows(data, scales, X, out, lo, hi, from_dram):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
     if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: row by row, as run.c
@@ -223,7 +262,10 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
             out[0, i] = _q8_dot(data, scales, i, X3[0])
         return
     if X.shape[0] <= 8 and ng == 1 and G * data.itemsize <= STREAM_MAX_ROW_BYTES:  # a few tokens through short rows
-        _few_rows(data, scales, X, out, lo, hi)
+        if from_dram and X.shape[0] <= 4:
+            _few_rows_from_dram(data, scales, X, out, lo, hi)
+        else:
+            _few_rows(data, scales, X, out, lo, hi)
         return
     buf = np.empty((4, 1, X.shape[1]), np.float32)  # only here: an allocation per call costs a small model's decode ~5%
     for blk in range(lo, hi):
@@ -232,44 +274,44 @@ def _linear_rows(data, scales, X, out, lo, hi):  # row blocks lo..hi-1 (rows 4 l
 
 
 @_pjit
-def _linear_par(data, scales, X, out, n_chunks):
+def _linear_par(data, scales, X, out, n_chunks, from_dram):
     n_blocks = (data.shape[0] + 3) // 4
     for c in prange(n_chunks):  # chunks of row blocks split over threads
-        _linear_rows(data, scales, X, out, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks)
+        _linear_rows(data, scales, X, out, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
 
 
 @_jit
-def _linear(data, scales, X, out, n_chunks):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+def _linear(data, scales, X, out, n_chunks, from_dram):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
     n_blocks = (data.shape[0] + 3) // 4
     if n_chunks <= 1 or data.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:  # one thread, or too little work: no parallel region
-        _linear_rows(data, scales, X, out, 0, n_blocks)
+        _linear_rows(data, scales, X, out, 0, n_blocks, from_dram)
     else:
-        _linear_par(data, scales, X, out, min(n_chunks, n_blocks))
+        _linear_par(data, scales, X, out, min(n_chunks, n_blocks), from_dram)
 
 
 @_jit
-def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row blocks lo..hi-1 of w1, w3 (hidden, dim)
-    _linear_rows(d1, s1, X, H1, lo, hi)
-    _linear_rows(d3, s3, X, H3, lo, hi)
+def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi, from_dram):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row blocks lo..hi-1 of w1, w3 (hidden, dim)
+    _linear_rows(d1, s1, X, H1, lo, hi, from_dram)
+    _linear_rows(d3, s3, X, H3, lo, hi, from_dram)
     for b in range(X.shape[0]):  # the gate, along each token's rows: vectorised (a column at a time strides through the cache)
         for j in range(4 * lo, min(4 * hi, d1.shape[0])):
             H1[b, j] = _silu(H1[b, j]) * H3[b, j]
 
 
 @_pjit
-def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks):
+def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks, from_dram):
     n_blocks = (d1.shape[0] + 3) // 4
     for c in prange(n_chunks):
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks)
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
 
 
 @_jit
-def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks):
+def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks, from_dram):
     n_blocks = (d1.shape[0] + 3) // 4
     if n_chunks <= 1 or 2 * d1.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_blocks)
+        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_blocks, from_dram)
     else:
-        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_blocks))
+        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_blocks), from_dram)
 
 
 def stored(W: np.ndarray | QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
@@ -306,9 +348,10 @@ class Linear:
         self.w = to_precision(w, precision)
         (self.data, self.scales), self.shape = _weight_arrays("Linear", self.w)
         self.nbytes = self.w.nbytes
+        self.from_dram = self.nbytes > last_level_cache_bytes()  # alone, at least (sharded: each chip's own, as a chip's SRAM)
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        _linear(self.data, self.scales, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks())
+        _linear(self.data, self.scales, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks(), self.from_dram)
         return out
 
 
@@ -320,7 +363,7 @@ def matvec(W, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"matvec: W has shape {(d_out, d_in)} but x has shape {getattr(x, 'shape', None)}; expected x of shape {(d_in,)}")
     _check_f32("matvec", "x", x)
     out = _out("matvec", out, (d_out,), x)
-    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks())
+    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks(), data.nbytes > last_level_cache_bytes())
     return out
 
 
@@ -331,6 +374,6 @@ def matmul(W, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"matmul: W has shape {(d_out, d_in)} but X has shape {getattr(X, 'shape', None)}; expected X of shape (B, {d_in})")
     _check_f32("matmul", "X", X)
     out = _out("matmul", out, (X.shape[0], d_out), X)
-    _linear(data, scales, X, out, _chunks())
+    _linear(data, scales, X, out, _chunks(), data.nbytes > last_level_cache_bytes())
     return out
 

@@ -193,8 +193,12 @@ class Engine:
         self.rope_cos, self.rope_sin = kernels.rope_table(c.seq_len, c.head_dim, c.rope_theta)
         self.ops = graph.decode(c, 1, 0, precision).names  # the op list each step executes
         self._alloc_state()
+        # Weights beyond the last-level cache stream from DRAM on every token: a few tokens (speculative verification, a
+        # prefill's last rows) then read each weight row once for all of them (benchmarks/speculative.py measures both).
+        self.weights_from_dram = self._weight_bytes > kernels.last_level_cache_bytes()
         self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._wcls, self._scls,
-                            self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads)  # _forward's, in its order
+                            self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
+                            self.weights_from_dram)  # _forward's, in its order
 
     @property
     def weight_bytes(self) -> int:

@@ -32,12 +32,12 @@ from . import kernels
 # A burst of greedy steps runs in one compiled call; bursts double from one step until a call takes about this
 # long: the first token comes after one step, later ones in bursts short enough that the stream looks continuous.
 BURST_S = 2e-3
-_LOGITS = 24  # index of the logits buffer in `_model_args`
+_LOGITS = 25  # index of the logits buffer in `_model_args`
 
 
 def _model_args(engine) -> tuple:
     """The arguments of ``kernels._forward`` that belong to one single-chip Engine, in its order (after tokens,
-    pos0, n_logits; before n_chunks): `Engine._model_args` (weights, KV caches, RoPE tables, eps, n_kv_heads),
+    pos0, n_logits; before n_chunks): `Engine._model_args` (weights, KV caches, RoPE tables, eps, n_kv_heads, weights_from_dram),
     then its buffers and logits."""
     return (*engine._model_args, *engine._bufs, engine.logits)
 

@@ -81,15 +81,21 @@ def test_matvec_int8_error_is_small_at_realistic_scale():
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("B", [2, 3, 4, 5, 6, 7, 8, 9])
 @pytest.mark.parametrize("shape", [(1031, 136), (96, 192), (7, 500)])
-def test_matmul_of_a_few_tokens_matches_reference(dtype, B, shape):
-    """A few tokens through short rows go in row pairs (2-8 tokens; an odd last row alone) or in tiles (9): the same sums."""
+@pytest.mark.parametrize("from_dram", [False, True])
+def test_matmul_of_a_few_tokens_matches_reference(dtype, B, shape, from_dram):
+    """A few tokens through short rows go in row pairs (2-8 tokens; an odd last row alone), a row at a time where the
+    weights come from DRAM (from_dram), or in tiles (9): the same sums."""
     from lpu import jit
 
     rng = _rng("few-token matmul", dtype, B, *shape)
     W, Wk = _weights(dtype, *shape, rng)
     assert shape[1] * Wk.dtype.itemsize <= jit.STREAM_MAX_ROW_BYTES
     X = rng.standard_normal((B, shape[1])).astype(np.float32)
-    Y = K.matmul(Wk, X)
+    if from_dram:  # the Engine's choice for a model beyond the last-level cache; these small matrices never are
+        Y = np.full((B, shape[0]), np.nan, np.float32)
+        K._linear(*K.stored(Wk), X, Y, 1, True)
+    else:
+        Y = K.matmul(Wk, X)
     assert np.all(np.abs(Y - ref.matmul(Wk, X)).reshape(-1) <= _fp32_tolerance(Wk, X))
     np.testing.assert_allclose(Y, np.stack([K.matvec(Wk, xb) for xb in X]), rtol=1e-5, atol=1e-5)
 
@@ -340,7 +346,8 @@ def test_kernel_modules_share_one_cache_stamp():
 
 
 @pytest.mark.parametrize("T", [1, 3, 8])
-def test_parallel_kernels_give_the_single_thread_bits(T):
+@pytest.mark.parametrize("from_dram", [False, True])
+def test_parallel_kernels_give_the_single_thread_bits(T, from_dram):
     """The kernels' parallel regions (rows, or blocks of 4 rows x query heads, split over 2 threads) give bit for bit what
     one thread does: each output is summed in the same order, whichever thread computes it."""
     import numba
@@ -360,12 +367,12 @@ def test_parallel_kernels_give_the_single_thread_bits(T):
     numba.set_num_threads(2)
     try:
         one, par = np.empty((T, 256), np.float32), np.empty((T, 256), np.float32)
-        _linear(d, s, X, one, 1)
-        _linear_par(d, s, X, par, 8)
+        _linear(d, s, X, one, 1, from_dram)
+        _linear_par(d, s, X, par, 8, from_dram)
         assert np.array_equal(one, par)
         h1, h3, p1, p3 = (np.empty((T, 256), np.float32) for _ in range(4))
-        _ffn_rows(d, s, d3, s3, X, h1, h3, 0, 64)
-        _ffn_par(d, s, d3, s3, X, p1, p3, 8)
+        _ffn_rows(d, s, d3, s3, X, h1, h3, 0, 64, from_dram)
+        _ffn_par(d, s, d3, s3, X, p1, p3, 8, from_dram)
         assert np.array_equal(h1, p1)
         o1, o2 = np.empty_like(Q), np.empty_like(Q)
         att1, att2 = np.empty((T * n_heads, seq), np.float32), np.empty((T * n_heads, seq), np.float32)
@@ -374,3 +381,26 @@ def test_parallel_kernels_give_the_single_thread_bits(T):
         assert np.array_equal(o1, o2)
     finally:
         numba.set_num_threads(saved)
+
+
+def test_kv_prefetch_reads_nothing_it_changes_and_compiles_to_prefetches():
+    """`_prefetch_positions` (attention's cache lines asked for at a layer's start) only hints: the cache is unchanged,
+    any n from 0 to seq_len is safe, and on x86-64 it is a prefetch instruction, not a load (it would stall)."""
+    import platform
+
+    from lpu.layer_ops import _prefetch_positions
+
+    cache = _rng("prefetch").standard_normal((12, 40)).astype(np.float32)
+    before = cache.copy()
+    for n in (0, 1, 17, 40):
+        _prefetch_positions(cache, n)
+    assert np.array_equal(cache, before)
+    if platform.machine() in ("x86_64", "AMD64"):
+        asm = "".join(_prefetch_positions.inspect_asm().values())
+        assert "prefetcht0" in asm
+
+
+def test_last_level_cache_bytes_is_a_plausible_cache():
+    from lpu.jit import last_level_cache_bytes
+
+    assert 256 << 10 <= last_level_cache_bytes() <= 4 << 30

@@ -152,6 +152,22 @@ def test_compiled_greedy_steps_with_int8_weights_and_two_threads(pair):
     assert [t for t, *_ in _events(t8, d2, "Friends, Romans, countrymen", 100, 4)] == plain
 
 
+def test_weights_from_dram_read_a_row_at_a_time_and_keep_the_tokens(pair, monkeypatch):
+    """A model beyond the last-level cache (here: a cache of 0 bytes) verifies proposals and prefills its last rows a
+    weight row at a time (`lpu.linear._few_rows_from_dram`): the same greedy tokens, plain and speculative."""
+    from lpu import kernels
+
+    target, draft = pair
+    assert not target.weights_from_dram  # 6.9 MB: in this machine's cache
+    monkeypatch.setattr(kernels, "last_level_cache_bytes", lambda: 0)
+    streamed = Engine(target.checkpoint, target.tokenizer)
+    assert streamed.weights_from_dram
+    for prompt in PROMPTS:
+        plain = [e.token_id for e in target.generate(prompt, 80)]
+        assert [e.token_id for e in streamed.generate(prompt, 80)] == plain
+        assert [e.token_id for e in streamed.generate(prompt, 80, draft=draft, draft_tokens=3)] == plain
+
+
 def test_draft_md_acceptance_table_is_what_the_bundled_pair_measures(pair):
     """The data behind DRAFT.md's acceptance table (written by scripts/train_tiny.py --draft): re-measured here, within
     0.02 (another CPU rounds the sums differently, which can flip a near-tie argmax)."""
