@@ -41,6 +41,12 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "safe"
     except ImportError:
         pass  # no TBB on this platform: numba's default layer (thread-safe, not always fork-safe)
+# Start the layer's threads now: a cached kernel that calls a parallel one (``_forward`` calls ``_linear_par``) does not
+# start them when it is loaded from the disk cache, which can crash it (numba/numba#8578; the fix, numba/numba#9950, is
+# not released). Twice here, after the kernel files changed and changed back, every process segfaulted in its first
+# forward pass until lpu/__pycache__'s cache files were removed: the likely cause, not proven (it did not recur on
+# demand). numba.get_num_threads() starts them.
+numba.get_num_threads()
 
 # numba keys a kernel's disk cache on its own source file only, but a kernel is compiled together with its callees:
 # ``_forward`` (lpu/forward.py) holds the code of lpu/linear.py's and lpu/layer_ops.py's kernels, and would load stale
