@@ -348,7 +348,7 @@ class Linear:
         self.w = to_precision(w, precision)
         (self.data, self.scales), self.shape = _weight_arrays("Linear", self.w)
         self.nbytes = self.w.nbytes
-        self.from_dram = self.nbytes > last_level_cache_bytes()  # alone, at least (sharded: each chip's own, as a chip's SRAM)
+        self.from_dram = self.nbytes > last_level_cache_bytes()  # beyond the cache on its own, at least
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         _linear(self.data, self.scales, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks(), self.from_dram)
