@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/kernels.py
-from lpu import kernels  # noqa: E402
+from kernels import random_checkpoint  # noqa: E402  (benchmarks/kernels.py)
+
+from lpu import kernels, models  # noqa: E402
 from lpu.runtime import Engine  # noqa: E402
 from lpu.speculative import _model_args  # noqa: E402
 
@@ -89,11 +92,6 @@ def dram_verify_table(ks, repeats: int, pos: int) -> None:
     """t_verify / t_target, CPU time, for random weights of the stories15M shapes (61 MB of fp32 weights, beyond the
     last-level cache: they stream from DRAM on every pass) beside the bundled model's (in cache), median of interleaved
     rounds. Where the weights come from DRAM, the k + 1 positions share one read of them."""
-    import tempfile
-
-    from lpu import models
-    from kernels import random_checkpoint  # benchmarks/kernels.py
-
     with tempfile.TemporaryDirectory() as tmp:
         big = Engine.from_llama2c(*random_checkpoint(models.get("stories15M"), Path(tmp)), threads=1)
         small = Engine.default()
