@@ -363,7 +363,7 @@ def matvec(W, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"matvec: W has shape {(d_out, d_in)} but x has shape {getattr(x, 'shape', None)}; expected x of shape {(d_in,)}")
     _check_f32("matvec", "x", x)
     out = _out("matvec", out, (d_out,), x)
-    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks(), data.nbytes > last_level_cache_bytes())
+    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks(), False)  # one token: read row by row either way
     return out
 
 

@@ -95,3 +95,12 @@ def test_a_layer_the_user_chose_wins():
                "print('layer', numba.threading_layer())", NUMBA_THREADING_LAYER="workqueue")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "layer workqueue" in out.stdout
+
+
+def test_importing_the_kernels_starts_the_threading_layer():
+    """lpu.jit starts numba's threads when the kernels are imported: a cached `_forward` (which calls parallel kernels)
+    loaded from disk does not start them itself (numba/numba#8578), and a one-thread Engine never asks numba for its
+    thread count."""
+    out = _run("from lpu import kernels\nfrom numba.np.ufunc import parallel\nprint('started', parallel._is_initialized)")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "started True" in out.stdout
