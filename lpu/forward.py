@@ -8,10 +8,157 @@ Introduced in ``notebooks/03_token_generation.ipynb``.
 
 from __future__ import annotations
 
-from .jit import _jit
-from .layer_ops import _attention, _prefetch_positions, _rmsnorm, _rope
-from .linear import _ffn_in, _linear
+import numpy as np
+from numba import prange
+
+from .jit import TEAM_MIN_BYTES, _atomic_add, _atomic_load, _ijit, _jit, _pjit
+from .layer_ops import _attend, _attention, _prefetch_positions, _rmsnorm, _rope, _rope_cols
+from .linear import _ffn_in, _ffn_rows, _linear, _linear_rows
 from .sampling import _argmax
+
+# ---- a decode step as one parallel region: workers claim chunks of each phase through atomic counters ----
+# Phase p of a step has two counters, each on a cache line of its own: sync[_LINE * 2p] (chunks claimed) and
+# sync[_LINE * (2p + 1)] (chunks done). A worker claims chunk after chunk until none is left, then waits until all are
+# done. It never waits for another worker to arrive, only for claimed work to end, so the step finishes on however
+# many threads the region gets (TBB promises no more than one): a late worker finds the phases done and passes.
+_LINE = 8  # int64s per 64-byte cache line
+PHASES_PER_LAYER = 7  # norm, q/k/v (with rope and the cache writes), attention, wo, norm, w1/w3 with the gate, w2
+
+
+@_ijit
+def _claim(sync, p):  # the next chunk of phase p (>= its count: none left)
+    return _atomic_add(sync, _LINE * 2 * p, 1)
+
+
+@_ijit
+def _finish(sync, p):
+    _atomic_add(sync, _LINE * (2 * p + 1), 1)
+
+
+@_ijit
+def _wait(sync, p, n):  # until phase p's n chunks are done
+    while _atomic_load(sync, _LINE * (2 * p + 1)) < n:
+        pass
+
+
+@_jit
+def _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin,
+                 eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, nc, sync):
+    """One worker's part of `_forward` for one token (``with_logits``: the classifier too): the same kernels on
+    the same rows, so the same bits, whatever the split; each matrix in ``nc`` chunks of rows (the classifier 4 nc)."""
+    x, xb, xo, q, k, v, ao, h1, h3 = X[:1], XB[:1], XO[:1], Q[:1], K[:1], V[:1], AO[:1], H1[:1], H3[:1]
+    wq, wk, wv, wo, w1, w2, w3 = W
+    sq, sk, sv, so, s1, s2, s3 = S
+    n_layers = rms_att.shape[0]
+    bq, bkv, bh, bd = (wq.shape[1] + 3) // 4, (wk.shape[1] + 3) // 4, (w1.shape[1] + 3) // 4, (wo.shape[1] + 3) // 4  # row blocks
+    n_heads = q.shape[1] // (k_cache.shape[1] // n_kv_heads)
+    p = 0
+    for layer in range(n_layers + 1):
+        if _claim(sync, p) == 0:  # one chunk: the residual, then the norm (after the last layer, the final one)
+            if layer == 0:
+                x[0] = emb[token]
+            else:
+                x += xo
+            if layer < n_layers:
+                _prefetch_positions(k_cache[layer], pos)  # see _forward
+                _prefetch_positions(v_cache[layer], pos)
+                _rmsnorm(x, rms_att[layer], eps, xb)
+            elif with_logits:
+                _rmsnorm(x, rms_final, eps, xb)
+            _finish(sync, p)
+        _wait(sync, p, 1)
+        p += 1
+        if layer == n_layers:
+            break
+        c = _claim(sync, p)  # q, k, v, nc chunks each; each chunk's columns rotated (blocks of 4 rows: pairs stay whole)
+        while c < 3 * nc:
+            m, part = c // nc, c % nc
+            nb = bq if m == 0 else bkv
+            lo, hi = part * nb // nc, (part + 1) * nb // nc
+            if m == 0:
+                _linear_rows(wq[layer], sq[layer], xb, q, lo, hi, from_dram)
+                _rope_cols(q[0], 4 * lo, min(4 * hi, q.shape[1]), pos, cos, sin)
+            elif m == 1:
+                _linear_rows(wk[layer], sk[layer], xb, k, lo, hi, from_dram)
+                _rope_cols(k[0], 4 * lo, min(4 * hi, k.shape[1]), pos, cos, sin)
+                for j in range(4 * lo, min(4 * hi, k.shape[1])):
+                    k_cache[layer, j, pos] = k[0, j]
+            else:
+                _linear_rows(wv[layer], sv[layer], xb, v, lo, hi, from_dram)
+                for j in range(4 * lo, min(4 * hi, v.shape[1])):
+                    v_cache[layer, j, pos] = v[0, j]
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, 3 * nc)
+        p += 1
+        c = _claim(sync, p)  # attention, a query head per chunk
+        while c < n_heads:
+            _attend(q, k_cache[layer], v_cache[layer], pos, n_kv_heads, ao, att, c, c + 1)
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, n_heads)
+        p += 1
+        c = _claim(sync, p)
+        while c < nc:
+            _linear_rows(wo[layer], so[layer], ao, xo, c * bd // nc, (c + 1) * bd // nc, from_dram)
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, nc)
+        p += 1
+        if _claim(sync, p) == 0:
+            x += xo
+            _rmsnorm(x, rms_ffn[layer], eps, xb)
+            _finish(sync, p)
+        _wait(sync, p, 1)
+        p += 1
+        c = _claim(sync, p)
+        while c < nc:
+            _ffn_rows(w1[layer], s1[layer], w3[layer], s3[layer], xb, h1, h3, c * bh // nc, (c + 1) * bh // nc, from_dram)
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, nc)
+        p += 1
+        c = _claim(sync, p)
+        while c < nc:
+            _linear_rows(w2[layer], s2[layer], h1, xo, c * bd // nc, (c + 1) * bd // nc, from_dram)
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, nc)
+        p += 1
+    if with_logits:
+        bv, ncl = (wcls.shape[0] + 3) // 4, 4 * nc
+        c = _claim(sync, p)
+        while c < ncl:
+            _linear_rows(wcls, scls, xb, logits[:1], c * bv // ncl, (c + 1) * bv // ncl, from_dram)
+            _finish(sync, p)
+            c = _claim(sync, p)
+        _wait(sync, p, ncl)
+
+
+@_pjit
+def _step_team(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin,
+               eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, nc, sync, n_workers):
+    for _ in prange(n_workers):
+        _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos,
+                     sin, eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, nc, sync)
+
+
+@_jit
+def _forward_team(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin, eps,
+                  n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks):
+    """`_forward` for one token (tokens (1,)) as one parallel region of n_chunks // 4 (>= 2) workers (`lpu.jit.n_chunks`:
+    4 chunks per thread), each matrix in 2 chunks per worker: where `use_team` says, the decode step of an Engine on
+    several threads. The same bits as `_forward`."""
+    n_workers = max(n_chunks // 4, 2)
+    sync = np.zeros(_LINE * 2 * (PHASES_PER_LAYER * rms_att.shape[0] + 2), np.int64)
+    _step_team(tokens[0], pos0, n_logits > 0, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin,
+               eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, 2 * n_workers, sync, n_workers)
+
+
+def use_team(threads: int, weight_bytes: int) -> bool:
+    """Whether an Engine on ``threads`` threads whose matrices hold ``weight_bytes`` decodes through `_forward_team`
+    (see `lpu.jit.TEAM_MIN_BYTES`)."""
+    return threads > 1 and weight_bytes >= TEAM_MIN_BYTES
 
 
 @_jit
@@ -61,6 +208,23 @@ def _decode_greedy(token, pos, n_steps, stop_a, stop_b, out, tok, emb, rms_att, 
         tok[0] = token
         _forward(tok, pos + i, 1, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin, eps, n_kv_heads,
                  from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks)
+        token = _argmax(logits[0])
+        out[i] = token
+        if token == stop_a or token == stop_b:
+            return i + 1
+    return n_steps
+
+
+@_jit
+def _decode_greedy_team(token, pos, n_steps, stop_a, stop_b, out, tok, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls,
+                        k_cache, v_cache, cos, sin, eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits,
+                        n_chunks):
+    """`_decode_greedy` through `_forward_team` (a compiled function of its own, so that an Engine on one thread never
+    compiles the parallel step: ~30 s)."""
+    for i in range(n_steps):
+        tok[0] = token
+        _forward_team(tok, pos + i, 1, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin, eps,
+                      n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks)
         token = _argmax(logits[0])
         out[i] = token
         if token == stop_a or token == stop_b:

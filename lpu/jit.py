@@ -142,6 +142,40 @@ def _prefetch(typingctx, a, i):
     return types.none(a, i), codegen
 
 
+def _int64_slot(a, i):  # the types an atomic on a[i] accepts: a 1-D C-contiguous int64 array, an integer index
+    return isinstance(a, types.Array) and a.dtype == types.int64 and a.ndim == 1 and a.layout == "C" and isinstance(i, types.Integer)
+
+
+@intrinsic
+def _atomic_add(typingctx, a, i, v):
+    """``a[i] += v`` as one atomic operation (sequentially consistent: what a thread wrote before it is seen by the
+    thread that reads the new value), returning the value before: numba has no atomics on the CPU."""
+    if not (_int64_slot(a, i) and isinstance(v, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [context.cast(builder, args[1], signature.args[1], types.intp)])
+        return builder.atomic_rmw("add", ptr, context.cast(builder, args[2], signature.args[2], types.int64), "seq_cst")
+
+    return types.int64(a, i, v), codegen
+
+
+@intrinsic
+def _atomic_load(typingctx, a, i):
+    """``a[i]`` read atomically (acquire: what the writer wrote before its atomic add is seen after it), and read
+    again on every call, so that a loop can wait on it."""
+    if not _int64_slot(a, i):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [context.cast(builder, args[1], signature.args[1], types.intp)])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(a, i), codegen
+
+
 @_ijit
 def _exp(x):
     """e**x in float32 for x <= 0 (softmax after subtracting the maximum), within 3e-7 of it relatively (2-4 float32
@@ -172,6 +206,14 @@ def _silu(v):
 # for attention, of keys and values) a kernel runs on one thread even when the engine has more. So a small
 # model (stories260K, ~1 MB of weights in matrices of <= 128 KiB) decodes on one thread whatever it is given.
 PARALLEL_MIN_BYTES = 1 << 20
+
+# A decode step with more than one thread runs as one parallel region, its workers claiming chunks of each phase as
+# they come (`lpu.forward._step_worker`), where the model's matrices hold at least this many bytes. With a parallel
+# region per matrix, the small ones (stories15M's 288x288, all of the bundled model's) stay on one thread, as a region
+# costs more than half their time. One region per step, on a 2-core Zen 4 EPYC, against one thread: the bundled model
+# went 1.2-1.3x in fp32 (6.9 MB) and 1.1-1.3x in fp16 (3.4 MB), but 0.9-1.3x in int8 (1.8 MB) and 0.5-0.8x for
+# stories260K (1 MB, ~50 us a token and ~40 phases to wait through), so these two keep a region per kernel.
+TEAM_MIN_BYTES = 2 << 20
 
 # A batch (T >= 2 tokens) reads 4 weight rows at a time in the 4x4 tile, which goes badly from DRAM: the stories15M
 # classifier (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row

@@ -6,8 +6,9 @@ Read in this order (each module one concept):
 * `lpu.linear`: the linear layer that dominates decoding (fp32, fp16 storage, int8 groups; one
   token or a batch of them): `matvec`, `matmul`, `Linear`, `stored`;
 * `lpu.layer_ops`: the cheap vector kernels of a layer: `rmsnorm`, `rope`, `attention`, `swiglu`;
-* `lpu.forward`: the whole forward pass of a model as one compiled call (``_forward``) and the
-  greedy decode loop (``_decode_greedy``);
+* `lpu.forward`: the whole forward pass of a model as one compiled call (``_forward``), the
+  greedy decode loop (``_decode_greedy``), and both for a decode step on several threads as one
+  parallel region (``_forward_team``, ``_decode_greedy_team``);
 * `lpu.sampling`: `softmax`, `sample`, `probabilities`, as run.c samples.
 
 Compiled code is cached on disk (``cache=True``): a fresh checkout compiles each kernel once
@@ -18,7 +19,7 @@ Introduced in ``notebooks/03_token_generation.ipynb``.
 
 from __future__ import annotations
 
-from .forward import _decode_greedy, _forward  # noqa: F401
+from .forward import _decode_greedy, _decode_greedy_team, _forward, _forward_team, use_team  # noqa: F401
 from .jit import _FASTMATH, _JIT, _check_f32, _chunks, _exp, _ijit, _jit, _out, _pjit, last_level_cache_bytes, n_chunks  # noqa: F401
 from .layer_ops import _attention, _rmsnorm, _rope, _swiglu, attention, rmsnorm, rope, rope_table, swiglu  # noqa: F401
 from .linear import Linear, _ffn_in, _linear, matmul, matvec, stored  # noqa: F401

@@ -70,6 +70,17 @@ def _rope(Q, K, pos0, cos, sin):  # Q (T, n_heads * hd), K (T, n_kv_heads * hd):
                 K[t, j], K[t, j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
 
 
+@_ijit
+def _rope_cols(v, lo, hi, pos, cos, sin):  # `_rope` of columns lo..hi-1 (lo even) of one row v at position pos
+    half = cos.shape[1]
+    i = (lo % (2 * half)) // 2  # the pair's index within its head
+    for j in range(lo, hi, 2):
+        c, s = cos[pos, i], sin[pos, i]
+        v0, v1 = v[j], v[j + 1]
+        v[j], v[j + 1] = v0 * c - v1 * s, v0 * s + v1 * c
+        i = i + 1 if i + 1 < half else 0
+
+
 def rope(q: np.ndarray, k: np.ndarray, pos: int, head_dim: int, theta: float = 10000.0) -> None:
     """Rotary embedding in place, llama2.c's convention: q (n_heads * head_dim,), k (n_kv_heads * head_dim,);
     the adjacent pair (2i, 2i+1) of each head turns by ``pos * theta ** (-2i / head_dim)`` radians."""

@@ -196,6 +196,9 @@ class Engine:
         # Weights beyond the last-level cache stream from DRAM on every token: a few tokens (speculative verification, a
         # prefill's last rows) then read each weight row once for all of them (benchmarks/speculative.py measures both).
         self.weights_from_dram = self._weight_bytes > kernels.last_level_cache_bytes()
+        # On several threads a decode step runs as one parallel region, where the weights are big enough to pay for it.
+        self._step, self._decode = ((kernels._forward_team, kernels._decode_greedy_team) if kernels.use_team(self.threads, self._weight_bytes)
+                                    else (kernels._forward, kernels._decode_greedy))
         self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._wcls, self._scls,
                             self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
                             self.weights_from_dram)  # _forward's, in its order
@@ -283,7 +286,8 @@ class Engine:
             else:
                 chunk = np.asarray(tokens[start:stop], np.int64)
             n = n_logits if stop == len(tokens) else 0
-            self._threaded(kernels._forward, chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
+            step = self._step if len(tokens) == 1 else kernels._forward
+            self._threaded(step, chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
             if self.trace is not None:
                 self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
         return self.logits[:n_logits]
@@ -291,7 +295,7 @@ class Engine:
     def _decode_greedy(self, token: int, pos: int, n_steps: int) -> np.ndarray:
         """Greedy tokens after feeding ``token`` at ``pos`` (one chip): up to ``n_steps``, ending early at BOS or EOS
         (included), in one compiled call (`kernels._decode_greedy`)."""
-        n = self._threaded(kernels._decode_greedy, token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead,
+        n = self._threaded(self._decode, token, pos, n_steps, self.tokenizer.bos_id, self.tokenizer.eos_id, self._ahead,
                            self._token, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
         return self._ahead[:n]
 

@@ -180,6 +180,69 @@ def test_threads_setting_and_its_errors(bundled, monkeypatch):
     assert numba.get_num_threads() == before  # the caller's setting is left as it was
 
 
+TEAM_ON_ONE_THREAD = """
+import numba, numpy as np
+from lpu import kernels
+from lpu.runtime import Engine
+one, two = Engine.default(threads=1), Engine.default(threads=2)
+numba.set_num_threads(1)  # two workers, one thread: the first does every chunk, the second finds them done
+for pos, token in enumerate([1, 40, 300, 7, 99]):
+    want = one.forward(token, pos).copy()
+    two._token[0] = token
+    kernels._forward_team(two._token, pos, 1, *two._model_args, *two._bufs, two.logits, kernels.n_chunks(2))
+    assert np.array_equal(two.logits[0], want), pos
+assert np.array_equal(one.k_cache, two.k_cache) and np.array_equal(one.v_cache, two.v_cache)
+print("same bits")
+"""
+
+
+def test_a_decode_step_on_two_threads_is_one_region_with_one_threads_bits(bundled):
+    """On 2 threads the bundled model (6.9 MB of weights, >= TEAM_MIN_BYTES) decodes through `_forward_team`, one
+    parallel region per token whose workers claim chunks of each phase: logits and KV caches are bit for bit one
+    thread's at every position (each row summed by the same kernel), and so are the greedy tokens."""
+    import numba
+
+    from lpu import kernels
+    from lpu.jit import TEAM_MIN_BYTES
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread on this machine")
+    one, two = Engine(bundled.checkpoint, bundled.tokenizer, threads=1), Engine(bundled.checkpoint, bundled.tokenizer, threads=2)
+    assert two._step is kernels._forward_team and two._decode is kernels._decode_greedy_team
+    assert one._step is kernels._forward and one._decode is kernels._decode_greedy
+    assert not kernels.use_team(2, TEAM_MIN_BYTES - 1) and kernels.use_team(2, TEAM_MIN_BYTES) and not kernels.use_team(1, 1 << 30)
+    rng = np.random.default_rng(3)
+    for pos, token in enumerate(rng.integers(0, 512, 40)):
+        assert np.array_equal(two.forward(int(token), pos), one.forward(int(token), pos)), pos
+    assert np.array_equal(two.k_cache, one.k_cache) and np.array_equal(two.v_cache, one.v_cache)
+    assert [e.token_id for e in two.generate("ROMEO:", 80)] == [e.token_id for e in one.generate("ROMEO:", 80)]
+    q1, q2 = (Engine(bundled.checkpoint, bundled.tokenizer, precision="int8", threads=t) for t in (1, 2))  # int8 groups (1.8 MB:
+    for pos, token in enumerate(rng.integers(0, 512, 10)):  # below the threshold) through the region called directly
+        q2._token[0] = token
+        kernels._forward_team(q2._token, pos, 1, *q2._model_args, *q2._bufs, q2.logits, kernels.n_chunks(2))
+        assert np.array_equal(q2.logits[0], q1.forward(int(token), pos)), pos
+
+
+@needs_stories
+def test_a_small_model_on_two_threads_keeps_one_region_per_kernel(stories):
+    """stories260K (1 MB) gains nothing from one region per step (~40 phases to wait through in ~50 us): it keeps `_forward`."""
+    from lpu import kernels
+    from lpu.jit import TEAM_MIN_BYTES
+
+    assert stories.weight_bytes < TEAM_MIN_BYTES
+    assert Engine(stories.checkpoint, stories.tokenizer, threads=2)._step is kernels._forward
+
+
+def test_a_decode_step_given_one_thread_by_numba_still_ends_with_the_same_bits():
+    """A worker never waits for another to arrive, only for claimed chunks to end, so a region that numba runs on fewer
+    threads than it has workers ends (a subprocess, so that a hang fails the test instead of the run)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", TEAM_ON_ONE_THREAD], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "same bits" in out.stdout, out.stderr[-3000:]
+
+
 def test_cli_generate_checks_arguments_before_printing_and_runs_speculative(capsys, monkeypatch):
     from lpu import cli
 
