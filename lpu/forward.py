@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .jit import TEAM_MIN_BYTES, _atomic_add, _atomic_load, _ijit, _jit, _pjit
-from .layer_ops import _attend, _attention, _prefetch_positions, _rmsnorm, _rope, _rope_cols
+from .layer_ops import _attend_inlined, _attention, _prefetch_positions, _rmsnorm, _rope, _rope_cols
 from .linear import _ffn_in, _ffn_rows, _linear, _linear_rows
 from .sampling import _argmax
 
@@ -39,6 +39,16 @@ def _finish(sync, p):
 def _wait(sync, p, n):  # until phase p's n chunks are done
     while _atomic_load(sync, _LINE * (2 * p + 1)) < n:
         pass
+
+
+@_ijit
+def _linear_phase(w, s, x, y, n_blocks, n, from_dram, sync, p):  # y = x w^T as phase p: n chunks of w's n_blocks row blocks
+    c = _claim(sync, p)
+    while c < n:
+        _linear_rows(w, s, x, y, c * n_blocks // n, (c + 1) * n_blocks // n, from_dram)
+        _finish(sync, p)
+        c = _claim(sync, p)
+    _wait(sync, p, n)
 
 
 @_jit
@@ -93,17 +103,12 @@ def _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S
         p += 1
         c = _claim(sync, p)  # attention, a query head per chunk
         while c < n_heads:
-            _attend(q, k_cache[layer], v_cache[layer], pos, n_kv_heads, ao, att, c, c + 1)
+            _attend_inlined(q, k_cache[layer], v_cache[layer], pos, n_kv_heads, ao, att, c, c + 1)
             _finish(sync, p)
             c = _claim(sync, p)
         _wait(sync, p, n_heads)
         p += 1
-        c = _claim(sync, p)
-        while c < nc:
-            _linear_rows(wo[layer], so[layer], ao, xo, c * bd // nc, (c + 1) * bd // nc, from_dram)
-            _finish(sync, p)
-            c = _claim(sync, p)
-        _wait(sync, p, nc)
+        _linear_phase(wo[layer], so[layer], ao, xo, bd, nc, from_dram, sync, p)
         p += 1
         if _claim(sync, p) == 0:
             x += xo
@@ -118,21 +123,10 @@ def _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S
             c = _claim(sync, p)
         _wait(sync, p, nc)
         p += 1
-        c = _claim(sync, p)
-        while c < nc:
-            _linear_rows(w2[layer], s2[layer], h1, xo, c * bd // nc, (c + 1) * bd // nc, from_dram)
-            _finish(sync, p)
-            c = _claim(sync, p)
-        _wait(sync, p, nc)
+        _linear_phase(w2[layer], s2[layer], h1, xo, bd, nc, from_dram, sync, p)
         p += 1
     if with_logits:
-        bv, ncl = (wcls.shape[0] + 3) // 4, 4 * nc
-        c = _claim(sync, p)
-        while c < ncl:
-            _linear_rows(wcls, scls, xb, logits[:1], c * bv // ncl, (c + 1) * bv // ncl, from_dram)
-            _finish(sync, p)
-            c = _claim(sync, p)
-        _wait(sync, p, ncl)
+        _linear_phase(wcls, scls, xb, logits[:1], (wcls.shape[0] + 3) // 4, 4 * nc, from_dram, sync, p)
 
 
 @_pjit

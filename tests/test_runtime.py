@@ -183,11 +183,14 @@ def test_threads_setting_and_its_errors(bundled, monkeypatch):
 TEAM_ON_ONE_THREAD = """
 import numba, numpy as np
 from lpu import kernels
+from lpu.layer_ops import _attend
 from lpu.runtime import Engine
+q, kv, att = np.ones((1, 192), np.float32), np.ones((96, 256), np.float32), np.zeros((4, 256), np.float32)
+_attend(q, kv, kv, 40, 2, q.copy(), att, 0, 4)  # `_attend` compiled for Python first, as a test does (see lpu.layer_ops)
 one, two = Engine.default(threads=1), Engine.default(threads=2)
 numba.set_num_threads(1)  # two workers, one thread: the first does every chunk, the second finds them done
-for pos, token in enumerate([1, 40, 300, 7, 99]):
-    want = one.forward(token, pos).copy()
+for pos, token in enumerate(np.random.default_rng(3).integers(0, 512, 40)):
+    want = one.forward(int(token), pos).copy()
     two._token[0] = token
     kernels._forward_team(two._token, pos, 1, *two._model_args, *two._bufs, two.logits, kernels.n_chunks(2))
     assert np.array_equal(two.logits[0], want), pos
@@ -235,7 +238,8 @@ def test_a_small_model_on_two_threads_keeps_one_region_per_kernel(stories):
 
 def test_a_decode_step_given_one_thread_by_numba_still_ends_with_the_same_bits():
     """A worker never waits for another to arrive, only for claimed chunks to end, so a region that numba runs on fewer
-    threads than it has workers ends (a subprocess, so that a hang fails the test instead of the run)."""
+    threads than it has workers ends (a subprocess, so that a hang fails the test instead of the run), and with one
+    thread's bits at 40 positions even after `_attend` was compiled for a call from Python (which once changed them)."""
     import subprocess
     import sys
 
