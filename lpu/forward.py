@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .jit import TEAM_MIN_BYTES, _atomic_add, _atomic_load, _ijit, _jit, _pjit
-from .layer_ops import _attend_inlined, _attention, _prefetch_positions, _rmsnorm, _rope, _rope_cols
+from .layer_ops import _attend, _attention, _prefetch_positions, _rmsnorm, _rope, _rope_cols
 from .linear import _ffn_in, _ffn_rows, _linear, _linear_rows
 from .sampling import _argmax
 
@@ -55,7 +55,7 @@ def _linear_phase(w, s, x, y, n_blocks, n, from_dram, sync, p):  # y = x w^T as 
 def _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin,
                  eps, n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, nc, sync):
     """One worker's part of `_forward` for one token (``with_logits``: the classifier too): the same kernels on
-    the same rows, so the same bits, whatever the split; each matrix in ``nc`` chunks of rows (the classifier 4 nc)."""
+    the same rows whatever the split; each matrix in ``nc`` chunks of rows (the classifier 4 nc)."""
     x, xb, xo, q, k, v, ao, h1, h3 = X[:1], XB[:1], XO[:1], Q[:1], K[:1], V[:1], AO[:1], H1[:1], H3[:1]
     wq, wk, wv, wo, w1, w2, w3 = W
     sq, sk, sv, so, s1, s2, s3 = S
@@ -103,7 +103,7 @@ def _step_worker(token, pos, with_logits, emb, rms_att, rms_ffn, rms_final, W, S
         p += 1
         c = _claim(sync, p)  # attention, a query head per chunk
         while c < n_heads:
-            _attend_inlined(q, k_cache[layer], v_cache[layer], pos, n_kv_heads, ao, att, c, c + 1)
+            _attend(q, k_cache[layer], v_cache[layer], pos, n_kv_heads, ao, att, c, c + 1)
             _finish(sync, p)
             c = _claim(sync, p)
         _wait(sync, p, n_heads)
@@ -142,7 +142,8 @@ def _forward_team(tokens, pos0, n_logits, emb, rms_att, rms_ffn, rms_final, W, S
                   n_kv_heads, from_dram, X, XB, XO, Q, K, V, AO, H1, H3, att, logits, n_chunks):
     """`_forward` for one token (tokens (1,)) as one parallel region of n_chunks // 4 (>= 2) workers (`lpu.jit.n_chunks`:
     4 chunks per thread), each matrix in 2 chunks per worker: where `use_team` says, the decode step of an Engine on
-    several threads. The same bits as `_forward`."""
+    several threads. `_forward`'s logits within float32 rounding (not its bits: the kernels' float sums may be
+    reordered, `lpu.jit._FASTMATH`, and this compiled function orders some differently from `_forward`)."""
     n_workers = max(n_chunks // 4, 2)
     sync = np.zeros(_LINE * 2 * (PHASES_PER_LAYER * rms_att.shape[0] + 2), np.int64)
     _step_team(tokens[0], pos0, n_logits > 0, emb, rms_att, rms_ffn, rms_final, W, S, wcls, scls, k_cache, v_cache, cos, sin,

@@ -273,12 +273,6 @@ def _attend(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, lo, hi):
                 _attend_row(q, o, kc, vc, att[t * n_heads + h], t, h, g, pos0 + t + 1, scale)
 
 
-# `_attend` inlined into its caller (`lpu.forward._step_worker`). Through a compiled call, the step's attention rounded
-# differently from 32 positions on once the process had compiled `_attend` for a call from Python (a test) before it:
-# the call bound to that copy. Inlined, the step's code is its own.
-_attend_inlined = _ijit(_attend.py_func)
-
-
 @_pjit
 def _attention_par(Q, k_cache, v_cache, pos0, n_kv_heads, out, att, items):
     for th in prange(items):
