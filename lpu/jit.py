@@ -210,10 +210,10 @@ PARALLEL_MIN_BYTES = 1 << 20
 # A decode step with more than one thread runs as one parallel region, its workers claiming chunks of each phase as
 # they come (`lpu.forward._step_worker`), where the model's matrices hold at least this many bytes. With a parallel
 # region per matrix, the small ones (stories15M's 288x288, all of the bundled model's) stay on one thread, as a region
-# costs more than half their time. One region per step, on a 2-core Zen 4 EPYC, against a region per kernel
-# (benchmarks/threads.py): stories15M shapes 1.12-1.24x, the bundled model 1.13-1.32x in fp32 (6.9 MB; but 0.74x in
-# about one round in four) and ~1.2x in fp16 (3.4 MB); against one thread int8 (1.8 MB) went 0.9-1.3x and stories260K
-# 0.5-0.8x (1 MB, ~50 us a token and ~40 phases to wait through), so these two keep a region per kernel.
+# costs more than half their time. One region per step gains on the stories15M shapes and the bundled model in fp32
+# (6.9 MB) and fp16 (3.4 MB) (benchmarks/threads.py; the README's figures); against one thread on a 2-core Zen 4 EPYC,
+# int8 (1.8 MB) went 0.9-1.3x and stories260K 0.5-0.8x (1 MB, ~50 us a token and ~40 phases to wait through), so these
+# two keep a region per kernel.
 TEAM_MIN_BYTES = 2 << 20
 
 # A batch (T >= 2 tokens) reads 4 weight rows at a time in the 4x4 tile, which goes badly from DRAM: the stories15M
