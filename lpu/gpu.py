@@ -232,8 +232,9 @@ def _sharded(kinds: np.ndarray, g: graph.Graph, tp: int) -> tuple[np.ndarray, np
 
 
 def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision: models.Precision, phase: str, tokens: int, context: int,
-               p: GPUParams, reference: bool = False) -> dict[str, float]:
-    """GPU seconds of a decode step (``tokens`` users) or a prefill (``tokens`` prompt tokens), by term.
+               p: GPUParams, reference: bool = False, rows_per_user: int = 1) -> dict[str, float]:
+    """GPU seconds of a decode step (``tokens`` users; ``tokens`` / ``rows_per_user`` users of ``rows_per_user`` rows
+    each for a verify step, `lpu.graph.build`) or a prefill (``tokens`` prompt tokens), by term.
 
     ``memory`` (ops bound by HBM: weight, KV-cache and activation streaming) and ``compute`` (ops bound by
     tensor-core FLOPs) sum each op's time (``overlap``) into the term that bounds it; ``overhead`` and ``nvlink``
@@ -242,10 +243,10 @@ def step_parts(m: models.ModelConfig, gpu: hardware.GPUSpec, tp: int, precision:
     kinds read op by op and nothing kept, as ``lpu.simulate(reference=True)`` does.
     """
     if reference:
-        g = graph.build_reference(m, phase, tokens, context, precision)
+        g = graph.build_reference(m, phase, tokens, context, precision, rows_per_user)
         nbytes, nominal_eff, flops, mm, tensor_cores = _sharded(np.array([o.kind for o in g.ops]), g, tp)
     else:
-        g = graph.build(m, phase, tokens, context, precision)
+        g = graph.build(m, phase, tokens, context, precision, rows_per_user)
         key = ("gpu", tp)
         if key not in g.cols.cache:
             g.cols.cache[key] = _sharded(g.cols.kind, g, tp)

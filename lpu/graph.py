@@ -8,8 +8,11 @@ executes the *same* list with real weights, so the tokens you see and the time
 the simulator reports come from one description of the work.
 
 Decode: ``tokens`` = B users, one new token each, attending over ``context``
-cached positions plus their own. Prefill: ``tokens`` = P prompt tokens of one
-user, causal attention among them (after ``context`` earlier positions).
+cached positions plus their own; with ``rows_per_user`` = r > 1, B = tokens / r
+users of r new rows each, causal among them (speculative decoding's verify
+step: each user's cache is read once for its rows, as fused attention reads it).
+Prefill: ``tokens`` = P prompt tokens of one user, causal attention among them
+(after ``context`` earlier positions).
 Introduced in ``notebooks/03_token_generation.ipynb`` (anatomy of a decode step).
 
 `build` holds a graph as `Columns` (one array per `Op` field: every layer's ops
@@ -163,8 +166,9 @@ class Graph:
     """
 
     def __init__(self, model: models.ModelConfig, precision: models.Precision, phase: str, tokens: int, context: int,
-                 ops: list[Op] | None = None, columns: Columns | None = None):
+                 ops: list[Op] | None = None, columns: Columns | None = None, rows_per_user: int = 1):
         self.model, self.precision, self.phase, self.tokens, self.context = model, precision, phase, tokens, context
+        self.rows_per_user = rows_per_user
         self._ops = None if ops is None and columns is not None else list(ops or [])
         self._columns = columns
 
@@ -175,7 +179,9 @@ class Graph:
     __hash__ = None  # mutable, as before
 
     def __repr__(self) -> str:
-        return f"Graph({self.model.name}, {self.precision.name}, {self.phase}, tokens={self.tokens}, context={self.context}, {len(self)} ops)"
+        rows = f", rows_per_user={self.rows_per_user}" if self.rows_per_user > 1 else ""
+        return (f"Graph({self.model.name}, {self.precision.name}, {self.phase}, tokens={self.tokens}, context={self.context}{rows}, "
+                f"{len(self)} ops)")
 
     @property
     def ops(self) -> list[Op]:
@@ -239,7 +245,7 @@ def expected_experts(n_experts: int, k: int, rows: int) -> float:
 
 
 def build(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 1, context: int = 0,
-          precision: str | models.Precision = "fp16") -> Graph:
+          precision: str | models.Precision = "fp16", rows_per_user: int = 1) -> Graph:
     """The ops of one decode step (``tokens`` users) or one prefill chunk (``tokens`` prompt tokens).
 
     Every layer runs the same ops, so the columns are one layer's ops (`_ops` for layer 0) repeated
@@ -256,19 +262,22 @@ def build(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 
         Positions already in the KV cache of each sequence.
     precision : str or Precision
         Sets weight, activation and KV-cache bytes.
+    rows_per_user : int
+        Decode only: new rows of each user (``tokens`` / ``rows_per_user`` users), causal among themselves, each
+        user's cache read once for them: speculative decoding's verify step (`lpu.speculation`).
     """
-    m, p, tokens, context = _checked(model, phase, tokens, context, precision)
-    return Graph(m, p, phase, tokens, context, columns=_columns(m, p, phase, tokens, context))
+    m, p, tokens, context, r = _checked(model, phase, tokens, context, precision, rows_per_user)
+    return Graph(m, p, phase, tokens, context, columns=_columns(m, p, phase, tokens, context, r), rows_per_user=r)
 
 
 def build_reference(model: models.ModelConfig | str, phase: str = "decode", tokens: int = 1, context: int = 0,
-                    precision: str | models.Precision = "fp16") -> Graph:
+                    precision: str | models.Precision = "fp16", rows_per_user: int = 1) -> Graph:
     """`build` op by op, every layer's ops made in turn: the reference the columnar `build` is tested equal to."""
-    m, p, tokens, context = _checked(model, phase, tokens, context, precision)
-    return Graph(m, p, phase, tokens, context, ops=_ops(m, p, phase, tokens, context, range(m.n_layers)))
+    m, p, tokens, context, r = _checked(model, phase, tokens, context, precision, rows_per_user)
+    return Graph(m, p, phase, tokens, context, ops=_ops(m, p, phase, tokens, context, range(m.n_layers), r), rows_per_user=r)
 
 
-def _checked(model, phase, tokens, context, precision):
+def _checked(model, phase, tokens, context, precision, rows_per_user=1):
     m = models.get(model)
     p = models.get_precision(precision)
     if phase not in ("decode", "prefill"):
@@ -277,16 +286,21 @@ def _checked(model, phase, tokens, context, precision):
         raise ValueError(f"tokens must be a positive integer, got {tokens!r}")
     if isinstance(context, (bool, np.bool_)) or not isinstance(context, (int, np.integer)) or context < 0:
         raise ValueError(f"context must be a non-negative integer, got {context!r}")
-    span = context + (tokens if phase == "prefill" else 1)
+    r = rows_per_user
+    if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) or r < 1 or tokens % r:
+        raise ValueError(f"rows_per_user must be a positive integer dividing tokens={tokens} (users x rows), got {r!r}")
+    if r > 1 and phase != "decode":
+        raise ValueError(f"rows_per_user applies to decode steps (a verify step's rows); a {phase} chunk's rows are its tokens")
+    span = context + (tokens if phase == "prefill" else r)
     if span > m.seq_len:
         raise ValueError(f"{m.name} has a context of {m.seq_len} tokens; this step would reach position {span}")
-    return m, p, int(tokens), int(context)
+    return m, p, int(tokens), int(context), int(r)
 
 
 @functools.lru_cache(maxsize=128)
-def _columns(m: models.ModelConfig, p: models.Precision, phase: str, tokens: int, context: int) -> Columns:
+def _columns(m: models.ModelConfig, p: models.Precision, phase: str, tokens: int, context: int, rows_per_user: int = 1) -> Columns:
     """`build`'s columns: the embedding, layer 0's ops tiled over every layer (names, layer and deps shifted), the head."""
-    one = Columns.from_ops(_ops(m, p, phase, tokens, context, (0,)))
+    one = Columns.from_ops(_ops(m, p, phase, tokens, context, (0,), rows_per_user))
     n, L = m.n_layers, int(np.count_nonzero(one.layer == 0))  # ops: [embed] + L of layer 0 + the head's
     ptr, idx = one.dep_ptr, one.dep_idx
     block, head = idx[ptr[1]:ptr[1 + L]], idx[ptr[1 + L]:]
@@ -327,16 +341,17 @@ def freeze(cols: Columns) -> Columns:
     return cols
 
 
-def _ops(m: models.ModelConfig, p: models.Precision, phase: str, tokens: int, context: int, layers) -> list[Op]:
+def _ops(m: models.ModelConfig, p: models.Precision, phase: str, tokens: int, context: int, layers, rows_per_user: int = 1) -> list[Op]:
     """The ops of the embedding, of each layer in ``layers`` (all of them, or layer 0 for `build`'s template) and the head."""
     ops: list[Op] = []
     R = tokens
     a = models.DTYPE_BYTES[p.activations]
     wb = {"attention": models.DTYPE_BYTES[p.attention], "ffn": models.DTYPE_BYTES[p.ffn], "embedding": models.DTYPE_BYTES[p.embedding]}
-    # attention positions summed over rows: decode attends context+1 each; prefill is causal
-    attended = R * (context + 1) if phase == "decode" else R * context + R * (R + 1) // 2
-    # cached rows read: each decode user reads its own cache; a prefill chunk reads each key/value row once for all its queries
-    kv_rows = attended if phase == "decode" else context + R
+    # attention positions summed over rows, causal within a sequence's new rows (r per decode user, after context)
+    r, users = (rows_per_user, R // rows_per_user) if phase == "decode" else (R, 1)
+    attended = users * (r * context + r * (r + 1) // 2)
+    # cached rows read: once per sequence for all its new rows (its own cache for each decode user)
+    kv_rows = users * (context + r)
 
     def add(name, kind, deps, layer=-1, weight=None, n_out=0, n_in=0, wbytes_per=0.0, experts=1, flops=None, act=None, kv_r=0, kv_w=0):
         if flops is None:

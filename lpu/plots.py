@@ -531,6 +531,35 @@ def speculative_speedup(curve: pd.DataFrame, measured: tuple[float, float] | Non
     return ax
 
 
+def verify_cost(steps: pd.DataFrame, axes=None):
+    """What a verify step's rows cost on a GPU, measured (markers) and simulated (lines; the band: the same ratio at
+    the model's fast and slow corners): its time over the one-row step's against the rows per user, one panel per
+    number of users (rows of `lpu.validation.verify_steps`; notebook 03)."""
+    from matplotlib.lines import Line2D
+
+    users = sorted(steps.users.unique())
+    if axes is None:
+        _, axes = plt.subplots(1, len(users), figsize=(3.6 * len(users), 3.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    colour = {key: f"C{i}" for i, key in enumerate(dict.fromkeys(zip(steps.system, steps.model)))}
+    for ax, u in zip(axes, users):
+        for key, g in steps[steps.users == u].groupby(["system", "model"], sort=False):
+            g = g.sort_values("rows")
+            ends = np.stack([g.low_s / g.low_s.iloc[0], g.high_s / g.high_s.iloc[0]])
+            ax.plot(g.rows, g.predicted_over_one_row, color=colour[key], lw=1.2)
+            ax.fill_between(g.rows, ends.min(0), ends.max(0), color=colour[key], alpha=0.15, lw=0)
+            ax.plot(g.rows, g.measured_over_one_row, "o", color=colour[key], ms=5)
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set(xlabel="rows per user (k + 1)", title=f"{u} user(s)")
+    axes[0].set_ylabel("verify step / one-row step")
+    handles = [Line2D([], [], color=c, lw=6, alpha=0.5) for c in colour.values()]
+    labels = [f"{model} on {system}" for system, model in colour]
+    handles += [Line2D([], [], color="k", lw=1.2), Line2D([], [], color="k", marker="o", ls="")]
+    labels += ["simulated", "measured"]
+    axes[-1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return axes
+
+
 # ---- the design space (notebooks/07_design_space.ipynb) -------------------------------------------------------------
 
 DESIGN_COLOURS = {"lpu-v1": SYSTEM_COLOURS["lpu-v1"], "lpu-whatif-4nm": "C4", "lpu-whatif-stacked-sram": "C5", "lpu-whatif-fast-hops": "C6",

@@ -165,7 +165,7 @@ ROW_SPLIT = ("wo", "w2")  # inputs split: partial sums, then an all-reduce
 SPLIT_KINDS = ("rope", "kv_write", "attention_scores", "softmax", "attention_values", "swiglu")  # per head / per FFN column
 
 
-def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0) -> graph.Graph:
+def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0, rows_per_user: int = 1) -> graph.Graph:
     """The ops one chip of each stage runs for a step, with the collectives and stage-to-stage sends made explicit.
 
     Tensor-parallel ranks of a stage run the same ops on their shards in
@@ -174,10 +174,10 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     logits and ``send`` between stages are ops on the chips' links.
 
     Built on `graph.build`'s columns, every op at once (`step_graph_reference` is the same, op by op: tested
-    equal in tests/test_fast_path.py).
+    equal in tests/test_fast_path.py). ``rows_per_user``: as `lpu.graph.build` (a verify step).
     """
     m, T = plan.model, plan.tp
-    base = graph.build(m, phase, tokens, context, plan.precision)
+    base = graph.build(m, phase, tokens, context, plan.precision, rows_per_user)
     b = base.cols
     a = models.DTYPE_BYTES[plan.precision.activations]
     R, n = base.tokens, len(b)
@@ -271,7 +271,7 @@ def step_graph(plan: Plan, phase: str = "decode", tokens: int = 1, context: int 
     weights, weight_of = graph.codes(b, "weight")
     weights = weights + ([None] if None not in weights else [])
     cols.cache[("codes", "weight")] = weights, column(weight_of, weights.index(None), weights.index(None), i64)
-    return graph.Graph(m, plan.precision, phase, base.tokens, base.context, columns=graph.freeze(cols))
+    return graph.Graph(m, plan.precision, phase, base.tokens, base.context, columns=graph.freeze(cols), rows_per_user=base.rows_per_user)
 
 
 def _split_masks(b: graph.Columns) -> tuple[np.ndarray, ...]:
@@ -284,15 +284,15 @@ def _split_masks(b: graph.Columns) -> tuple[np.ndarray, ...]:
     return b.cache["shard"]
 
 
-def step_graph_reference(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0) -> graph.Graph:
+def step_graph_reference(plan: Plan, phase: str = "decode", tokens: int = 1, context: int = 0, rows_per_user: int = 1) -> graph.Graph:
     """`step_graph` op by op on `graph.build_reference`'s ops (the reference path of ``lpu.simulate(reference=True)``)."""
     m, T = plan.model, plan.tp
-    base = graph.build_reference(m, phase, tokens, context, plan.precision)
+    base = graph.build_reference(m, phase, tokens, context, plan.precision, rows_per_user)
     a = models.DTYPE_BYTES[plan.precision.activations]
     stage_of = {layer: s for s, layers in enumerate(plan.stage_layers) for layer in layers}
     big = lambda n: -(-n // T)  # the largest of T near-equal shards  # noqa: E731
     kv_share = 1 / min(T, m.n_kv_heads)  # each rank's KV heads (replicated beyond the KV heads)
-    g = graph.Graph(m, plan.precision, phase, base.tokens, base.context)
+    g = graph.Graph(m, plan.precision, phase, base.tokens, base.context, rows_per_user=base.rows_per_user)
     new_index: dict[int, int] = {}
     sent: dict[int, int] = {}  # producer op -> its send to the next stage
     R = base.tokens

@@ -21,9 +21,11 @@ verify time) / E[tokens]. Where the draft runs:
 
 The verify step goes through the same model as an ordinary decode step:
 `lpu.shard.step_graph` and `lpu.schedule.schedule` with k+1 rows per user on
-the LPU (what a (k+1)-user decode step costs: it reads the KV cache once per
-row, an upper bound for rows that share one cache), `lpu.gpu.step_parts` with
-k+1 tokens per user on GPUs. Introduced in ``notebooks/03_token_generation.ipynb``.
+the LPU, `lpu.gpu.step_parts` with k+1 rows per user on GPUs; each user's KV
+cache is read once for its rows, which attend causally among themselves
+(``rows_per_user`` of `lpu.graph.build`). `gpu_verify_s` gives a GPU verify step
+alone, for the H200 measurements of ``lpu/data/published.csv`` (``verify_s``
+rows). Introduced in ``notebooks/03_token_generation.ipynb``.
 """
 
 from __future__ import annotations
@@ -143,12 +145,12 @@ def _lpu(m, d, c, base, k, users, params, ranges, system_op_s):
     op_s = system.SYSTEM_OP_S.value if system_op_s is None else float(system_op_s)
     dr = system.simulate(d, c.name, None, None, users, base.prompt_tokens, base.output_tokens, params, ranges, None, False, system_op_s)
     plan = base.plan
-    context = min(base.prompt_tokens + base.output_tokens // 2, m.seq_len - 1)
+    context = min(base.prompt_tokens + base.output_tokens // 2, m.seq_len - k - 1)  # the k+1 rows fit the context
     in_flight = min(users, plan.pp)
     rows = math.ceil(users / in_flight) * (k + 1)
 
     def verify(chip):
-        tl = schedule.schedule(shard.step_graph(plan, "decode", rows, context), chip, params)
+        tl = schedule.schedule(shard.step_graph(plan, "decode", rows, context, rows_per_user=k + 1), chip, params)
         depth = system.chain_depth(tl.graph)
         ph = system._Physics(plan, in_flight, tl, tl, system._per_stage(tl.graph, tl.end, plan.pp) / tl.chip.clock_hz,
                              system._per_stage(tl.graph, depth, plan.pp), int(depth.max()), 0)
@@ -167,37 +169,78 @@ def _lpu(m, d, c, base, k, users, params, ranges, system_op_s):
     return nominal, k * dr.ranges["itl_s"][1] + max(verifies), k * dr.ranges["itl_s"][0] + min(verifies)
 
 
+def _gpu_corners(profile):
+    """(GPU parameters, host share) at the nominal, slow and fast ends, as `lpu.gpu` ranges a decode step."""
+    from . import gpu
+
+    fit = gpu.FITTED[0]
+    return ((gpu.CALIBRATED, profile.host_share),
+            (dataclasses.replace(gpu.CALIBRATED.corner("slow"), fp8_speedup=fit.low), profile.high),
+            (dataclasses.replace(gpu.CALIBRATED.corner("fast"), fp8_speedup=fit.high), profile.low))
+
+
+def _gpu_verify(m, c, tp, prec, users: int, rows: int, context: int, p, profile, host_share: float):
+    """A verify step of ``rows`` rows for each of ``users`` on GPUs: (its `lpu.gpu.step_parts`, the host's seconds).
+
+    Costed as a decode step of users x rows tokens, each user's cache read once for its rows, plus a serving
+    stack's host time as `lpu.gpu` charges a plain decode step of the users.
+    """
+    from . import gpu
+
+    ver = gpu.step_parts(m, c, tp, prec, "decode", users * rows, context, p, rows_per_user=rows)
+    host = 0.0
+    if profile.reference is not None:
+        rm, rg = models.get(profile.reference[0]), hardware.get(profile.reference[1])
+        ref = gpu.step_s(gpu.step_parts(rm, rg, 1, models.get_precision("bf16"), "decode", users, min(context, rm.seq_len - 1), p))
+        host = ref * host_share / (1 - host_share)
+    return ver, host
+
+
+def gpu_verify_s(model, system: str, chips: int, precision: str, users: int, rows: int, context: int,
+                 serving: str | None = None) -> tuple[float, float, float]:
+    """Seconds of one verify step on ``chips`` GPUs, ``rows`` rows (k+1) for each of ``users`` after ``context``
+    cached tokens: (nominal, low, high), as ``lpu.simulate(..., draft=...)`` charges it. The ``verify_s`` rows of
+    ``lpu/data/published.csv`` (measured on a lent H200) are its validation (notebook 03)."""
+    from . import gpu
+
+    m, c = models.get(model), hardware.get(system)
+    if not isinstance(c, hardware.GPUSpec):
+        raise ValueError(f"system must be a GPU ({', '.join(n for n in hardware.names() if isinstance(hardware.get(n), hardware.GPUSpec))}), "
+                         f"got {system!r}: an LPU's verify step is scheduled by lpu.simulate(..., draft=...)")
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"rows must be an integer >= 1 (the last accepted token and the draft's k tokens), got {rows!r}")
+    tp, prec = gpu._fit(m, c, chips, precision, users, context + rows)
+    profile = gpu.serving_profile(serving)
+    nominal, slow, fast = (gpu.step_s(v) + host for v, host in (_gpu_verify(m, c, tp, prec, users, int(rows), context, p, profile, share)
+                                                                 for p, share in _gpu_corners(profile)))
+    return nominal, fast, slow
+
+
 def _gpu(m, d, c, base, k, ranges, serving):
     """GPU: (nominal costs, slow and fast speculative step seconds). The draft on the target's GPUs, in turn with it."""
     from . import gpu
 
     tp, prec = base.chips, models.get_precision(base.precision)
     gpu._fit(d, c, tp, base.precision, base.users, base.prompt_tokens + base.output_tokens)  # raises if the draft does not fit too
-    context = min(base.prompt_tokens + base.output_tokens // 2, m.seq_len - 1)
+    context = min(base.prompt_tokens + base.output_tokens // 2, m.seq_len - k - 1)  # the k+1 rows fit the context
     profile = gpu.serving_profile(serving)
     users = base.users
 
     def step(p: gpu.GPUParams, host_share: float):
-        ver = gpu.step_parts(m, c, tp, prec, "decode", users * (k + 1), context, p)
+        ver, host = _gpu_verify(m, c, tp, prec, users, k + 1, context, p, profile, host_share)
         drf = gpu.step_s(gpu.step_parts(d, c, tp, prec, "decode", users, context, p))
         pre = gpu.step_s(gpu.step_parts(d, c, tp, prec, "prefill", base.prompt_tokens, 0, p))
-        host = 0.0
-        if profile.reference is not None:  # the host's time per step, as lpu.gpu charges a plain decode step
-            rm, rg = models.get(profile.reference[0]), hardware.get(profile.reference[1])
-            ref = gpu.step_s(gpu.step_parts(rm, rg, 1, models.get_precision("bf16"), "decode", users, min(context, rm.seq_len - 1), p))
-            host = ref * host_share / (1 - host_share)
         return k * drf, gpu.step_s(ver) + host, pre, ver, host
 
-    drf, ver_s, pre, ver, host = step(gpu.CALIBRATED, profile.host_share)
+    corners = _gpu_corners(profile)
+    drf, ver_s, pre, ver, host = step(*corners[0])
     parts = {"memory": ver["memory"] / ver_s, "compute": ver["compute"] / ver_s, "kernel overhead": ver["overhead"] / ver_s,
              "nvlink": ver["nvlink"] / ver_s, "serving stack (host)": host / ver_s}
     # The target's prefill is already in base.ttft_s; the draft's adds on the same GPUs.
     nominal = (drf, ver_s, base.ttft_s - base.itl_s + pre, f"on the target's {tp} x {c.name}, sharing their HBM and time", parts)
     if not ranges:
         return nominal, None, None
-    fit = gpu.FITTED[0]
-    fast = step(dataclasses.replace(gpu.CALIBRATED.corner("fast"), fp8_speedup=fit.high), profile.low)
-    slow = step(dataclasses.replace(gpu.CALIBRATED.corner("slow"), fp8_speedup=fit.low), profile.high)
+    slow, fast = step(*corners[1]), step(*corners[2])
     return nominal, slow[0] + slow[1], fast[0] + fast[1]
 
 

@@ -3,8 +3,10 @@
 For each row, `lpu.simulate` is run under the row's conditions (system, model,
 chips, precision, batch as users, prompt and output tokens; Groq's early-2024
 576-chip system where a row names no chip count) and the row's metric is read
-off the `Result`, with its range. Calibration rows are marked: the model was
-fitted to them, so their error says nothing. GPU rows measured here in eager
+off the `Result`, with its range. A ``verify_s`` row (speculative decoding's
+verify step: ``output_tokens`` rows for each of ``batch`` users) is predicted by
+`lpu.speculation.gpu_verify_s`, as ``lpu.simulate(..., draft=...)`` charges it.
+Calibration rows are marked: the model was fitted to them, so their error says nothing. GPU rows measured here in eager
 mode (a Python loop launching every kernel) are marked ``modelled=False``:
 the GPU model describes a compiled or graph-captured serving stack.
 Introduced in ``notebooks/06_benchmarks.ipynb``; ``lpu bench`` prints it.
@@ -32,6 +34,13 @@ def _simulated(model: str, system: str, chips: int, precision: str | None, users
                     serving=serving)
 
 
+@lru_cache(maxsize=256)
+def _verified(model: str, system: str, chips: int, precision: str | None, users: int, rows: int, context: int, serving: str | None):
+    from .speculation import gpu_verify_s
+
+    return gpu_verify_s(model, system, chips, precision, users, rows, context, serving)
+
+
 HOSTED_METRICS = ("ttft_s", "total_time_s")  # LPU rows are measured through Groq's public API: these include its network and queueing
 
 
@@ -56,6 +65,11 @@ def predict(row) -> tuple[float, float, float]:
     chips = int(_num(row.chips, published.lpu_system_chips() if lpu else 1))  # Groq's published system where a row names none
     users = int(_num(row.batch, 1))
     prompt = int(_num(row.prompt_tokens, 550))
+    if metric == "verify_s":  # output_tokens: the rows per user; prompt_tokens: the context cached, as for an ITL row
+        if lpu:
+            raise ValueError("no prediction for verify_s rows of the LPU: lpu.simulate(..., draft=...) schedules its verify step")
+        value, lo, hi = _verified(row.model, row.system, chips, _num(row.precision), users, int(row.output_tokens), prompt + 1, serving(row))
+        return value, min(lo, value), max(hi, value)
     out = int(_num(row.output_tokens, 150 if metric != "total_time_s" else 100))
     if metric == "itl_s" and not lpu:  # prompt_tokens of an ITL row is the context already cached
         out = 2
@@ -63,7 +77,7 @@ def predict(row) -> tuple[float, float, float]:
     if precision is not None:
         models.get_precision(precision)
     if metric not in ("output_tokens_per_s", "ttft_s", "itl_s", "total_time_s"):
-        raise ValueError(f"no prediction for metric {metric!r}; known: output_tokens_per_s, ttft_s, itl_s, total_time_s")
+        raise ValueError(f"no prediction for metric {row.metric!r}; known: output_tokens_per_s, ttft_s, itl_s, total_time_s, verify_s")
     r = _simulated(row.model, row.system, chips, precision, users, prompt, out, serving(row))
     if lpu and metric in HOSTED_METRICS:
         r = r.hosted()
@@ -82,10 +96,34 @@ def table() -> pd.DataFrame:
     for row in published.table().itertuples():
         pred, lo, hi = predict(row)
         rows.append(dict(system=row.system, model=row.model, metric=row.metric, batch=_num(row.batch), tokens=_num(row.prompt_tokens),
-                         published=row.value, predicted=pred, low=lo, high=hi, error=pred / row.value - 1,
+                         output_tokens=_num(row.output_tokens), date=row.date, published=row.value, predicted=pred, low=lo, high=hi, error=pred / row.value - 1,
                          half_width=(hi - lo) / 2 / pred, inside=bool(lo <= row.value <= hi), role=row.role,
                          modelled="eager" not in str(row.conditions), source=row.source))
     return pd.DataFrame(rows)
+
+
+def verify_steps(df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The measured speculative verify steps (``verify_s`` rows of `table`, default all) beside the simulator's, each
+    also as a multiple of the one-row step of the same model, GPU, users and day: what the rows add (notebook 03).
+
+    Columns: system, model, users, rows, measured_s, predicted_s, low_s, high_s, error, inside, measured_over_one_row,
+    predicted_over_one_row.
+    """
+    df = table() if df is None else df
+    v = df[df.metric == "verify_s"]
+    out = pd.DataFrame(dict(system=v.system.values, model=v.model.values, users=v.batch.astype(int).values,
+                            rows=v.output_tokens.astype(int).values, date=v.date.values, measured_s=v.published.values,
+                            predicted_s=v.predicted.values, low_s=v.low.values, high_s=v.high.values, error=v.error.values,
+                            inside=v.inside.values))
+    key = ["system", "model", "users", "date"]
+    one = out[out.rows == 1].set_index(key)
+    missing = out.set_index(key).index.difference(one.index)
+    if len(missing):
+        raise ValueError(f"lpu/data/published.csv: verify_s rows without their one-row step (output_tokens 1): {list(missing)}")
+    base = one.loc[pd.MultiIndex.from_frame(out[key])]
+    out["measured_over_one_row"] = out.measured_s.values / base.measured_s.values
+    out["predicted_over_one_row"] = out.predicted_s.values / base.predicted_s.values
+    return out.drop(columns="date")
 
 
 def _stats(v: pd.DataFrame) -> dict:
@@ -97,13 +135,15 @@ def _stats(v: pd.DataFrame) -> dict:
 
 def summary(df: pd.DataFrame | None = None) -> dict:
     """Over the validation rows the models describe: median |error|, the worst, coverage (rows inside their predicted
-    range) and the median range half-width (share of the prediction); overall and for ``lpu`` and ``gpu`` rows apart."""
+    range) and the median range half-width (share of the prediction); overall and for ``lpu`` and ``gpu`` rows apart, and for
+    ``gpu_verify``, the GPU rows that are speculative verify steps."""
     df = table() if df is None else df
     v = df[(df.role == "validation") & df.modelled]
     worst = v.loc[v.error.abs().idxmax()]
     out = dict(_stats(v), worst_abs_error=float(abs(worst.error)), worst=f"{worst.system} {worst.model} {worst.metric}")
     out["lpu"] = _stats(v[v.system == "lpu-v1"])
     out["gpu"] = _stats(v[v.system != "lpu-v1"])
+    out["gpu_verify"] = _stats(v[(v.system != "lpu-v1") & (v.metric == "verify_s")])  # among the GPU rows: speculative verify steps
     return out
 
 
@@ -112,7 +152,7 @@ def summary_line(s: dict) -> str:
     def part(name, d):
         return (f"{name}: {d['rows']} rows, median |error| {d['median_abs_error']:.0%}, {d['inside']}/{d['rows']} inside the range, "
                 f"median half-width {d['median_half_width']:.0%}")
-    return "; ".join([part("LPU", s["lpu"]), part("GPU", s["gpu"]), part("all", s)])
+    return "; ".join([part("LPU", s["lpu"]), part("GPU", s["gpu"]), part("of them speculative verify steps", s["gpu_verify"]), part("all", s)])
 
 
 def fitted_table() -> pd.DataFrame:

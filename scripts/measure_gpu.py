@@ -17,6 +17,11 @@ Measured, per model:
   Python and kernel-launch overhead do not dominate); batch 1 also eager;
 * prefill: seconds for one forward over a prompt (batch 1, causal attention,
   classifier on the last position): time to first token on an idle GPU;
+* with ``--verify-rows``, speculative decoding's verify step: seconds for one
+  forward over R new rows per user after the context (the last accepted token
+  and R-1 draft tokens, causal among themselves, the classifier on every row),
+  at each of ``--verify-batches`` users, one CUDA graph each; R = 1 is a plain
+  decode step, for the ratio;
 * the GPU's device-to-device copy bandwidth, and the weight bytes a decode
   step streams divided by the ITL as a fraction of it.
 
@@ -39,6 +44,7 @@ Usage::
     python3 scripts/measure_gpu.py --models llama2-7b,llama3-8b --out results.csv
     python3 scripts/measure_gpu.py --dry-run      # tiny model on the CPU, float32: exercises the code paths
     python3 scripts/measure_gpu.py --models llama2-7b --step-times 1000 --step-times-out lpu/data/gpu_step_times.csv
+    python3 scripts/measure_gpu.py --models llama2-7b,llama2-70b --prompts "" --batches "" --verify-rows 1,2,3,5,9 --out v.csv
 
 Only torch, numpy and the standard library are needed.
 """
@@ -47,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import gc
 import statistics
 import sys
@@ -63,7 +70,7 @@ from lpu import models as lpu_models  # noqa: E402
 from lpu import published  # noqa: E402
 
 HEADER = published.COLUMNS
-DATE = "2026-11-24"
+DATE = datetime.date.today().isoformat()  # of the measurement
 
 
 # ---------------------------------------------------------------------------
@@ -147,16 +154,22 @@ class Llama:
         self.cache_k, self.cache_v = [], []
 
     @torch.inference_mode()
-    def forward(self, tokens: torch.Tensor, start_pos: int) -> torch.Tensor:
-        """tokens [B, T] at positions start_pos..start_pos+T-1; returns logits [B, vocab] of the last position.
+    def forward(self, tokens: torch.Tensor, start_pos: int, all_logits: bool = False) -> torch.Tensor:
+        """tokens [B, T] at positions start_pos..start_pos+T-1; returns logits [B, vocab] of the last position
+        ([B, T, vocab] of every position with ``all_logits``).
 
-        T > 1 (prefill) requires start_pos == 0: causal attention over the prompt.
+        T > 1 at start_pos == 0 (prefill): causal attention over the prompt.
         T == 1 (decode) attends over the cache's first start_pos+1 positions.
+        T > 1 at start_pos > 0 (a verify step): each new row attends over the cache and the new rows up to itself.
         """
         cfg = self.cfg
         B, T = tokens.shape
         H, KV, hd, kv, qd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.kv_dim, cfg.q_dim
         cos, sin = self.cos[start_pos:start_pos + T], self.sin[start_pos:start_pos + T]
+        mask = None
+        if T > 1 and start_pos > 0:  # [T, start_pos + T]: row i sees positions <= start_pos + i
+            seen = torch.arange(start_pos + T, device=tokens.device)
+            mask = seen[None, :] <= start_pos + torch.arange(T, device=tokens.device)[:, None]
         h = F.embedding(tokens, self.tok_emb)  # [B, T, d]
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, L["attn_norm"], cfg.norm_eps)
@@ -171,33 +184,35 @@ class Llama:
             if T == 1:
                 keys, vals = ck[:B, :, :start_pos + 1], cv[:B, :, :start_pos + 1]
                 a = _sdpa(q, keys, vals, causal=False)
-            else:
-                assert start_pos == 0, "prefill starts at position 0"
+            elif start_pos == 0:
                 a = _sdpa(q, k, v, causal=True)
+            else:
+                keys, vals = ck[:B, :, :start_pos + T], cv[:B, :, :start_pos + T]
+                a = _sdpa(q, keys, vals, causal=False, mask=mask)
             h = h + F.linear(a.transpose(1, 2).reshape(B, T, qd), L["wo"])
             x = _rms_norm(h, L["ffn_norm"], cfg.norm_eps)
             g, u = F.linear(x, L["w13"]).chunk(2, dim=-1)
             h = h + F.linear(F.silu(g) * u, L["w2"])
-        h = _rms_norm(h[:, -1], self.norm, cfg.norm_eps)
+        h = _rms_norm(h if all_logits else h[:, -1], self.norm, cfg.norm_eps)
         return F.linear(h, self.cls)
 
 
 _GQA_OK = None
 
 
-def _sdpa(q, k, v, causal: bool):
+def _sdpa(q, k, v, causal: bool, mask: torch.Tensor | None = None):
     global _GQA_OK
     if q.shape[1] != k.shape[1]:
         if _GQA_OK is not False:
             try:
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
                 _GQA_OK = True
                 return out
             except TypeError:
                 _GQA_OK = False
         rep = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
 
 
 # ---------------------------------------------------------------------------
@@ -243,17 +258,17 @@ def copy_bandwidth(device: str, nbytes: int, timer: Timer) -> float:
     return 2 * n * 2 / t
 
 
-def make_graph_step(model: Llama, tokens: torch.Tensor, pos: int):
-    """Capture one decode step (static tokens, fixed position) in a CUDA graph; returns a replay function."""
+def make_graph_step(model: Llama, tokens: torch.Tensor, pos: int, all_logits: bool = False):
+    """Capture one step (static tokens, fixed position) in a CUDA graph; returns (graph, its output)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         for _ in range(3):
-            model.forward(tokens, pos)
+            model.forward(tokens, pos, all_logits)
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        out = model.forward(tokens, pos)
+        out = model.forward(tokens, pos, all_logits)
     return g, out
 
 
@@ -261,7 +276,7 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
     """Returns a list of result dicts for one model."""
     res = []
     max_prompt = max(args.prompts) if args.prompts else 0
-    max_pos = max(max_prompt, args.context + 1) + 8
+    max_pos = max(max_prompt, args.context + max(args.verify_rows, default=1)) + 8
     t0 = time.perf_counter()
     model = Llama(cfg, device, dtype, max_pos)
     timer.sync()
@@ -305,7 +320,7 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
 
         # ---- decode ----
         ctx = args.context
-        bmax = max(args.batches)
+        bmax = max(args.batches, default=0)
         model.alloc_cache(bmax, ctx + 1)
         kv_step = lambda b: b * (ctx + 1) * cfg.kv_bytes_per_token("bf16" if dtype == torch.bfloat16 else "fp32")
         if 1 in args.batches and args.eager and timer.cuda and not args.no_graph:
@@ -328,6 +343,28 @@ def measure_model(name: str, cfg, args, device: str, dtype, timer: Timer, copy_b
                 _cleanup(device)
                 continue
             res.append(_decode_row(name, t, b, ctx, mode, sbytes, kv_step(b), copy_bw))
+        model.free_cache()
+        _cleanup(device)
+
+        # ---- verify steps: R rows per user after ctx cached positions, logits on every row ----
+        for b in args.verify_batches if args.verify_rows else ():
+            model.alloc_cache(b, ctx + max(args.verify_rows))
+            first = None
+            for R in args.verify_rows:
+                x = toks(b, R)
+                if timer.cuda and not args.no_graph:
+                    g, _out = make_graph_step(model, x, ctx, all_logits=True)
+                    t = timer.median(g.replay, n=args.decode_iters, warmup=5)
+                    del g, _out
+                else:
+                    t = timer.median(lambda x=x: model.forward(x, ctx, all_logits=True), n=args.decode_iters, warmup=3)
+                res.append(dict(model=name, metric="verify_s", value=t, batch=b, tokens=ctx, rows=R,
+                                mode="graph" if timer.cuda and not args.no_graph else "eager"))
+                first = first or t
+                print(f"   verify   batch {b:3d}, {R:2d} rows ({res[-1]['mode']:5s}): {t * 1e3:8.3f} ms  "
+                      f"({t / first:.3f}x {args.verify_rows[0]} row(s))", flush=True)
+            model.free_cache()
+            _cleanup(device)
         for r in res:
             if r["metric"] == "itl_s":
                 bw = f"  weights {r['w_bw'] / 1e9:7.0f} GB/s" + (f" = {r['frac']:.0%} of copy bw" if copy_bw else "")
@@ -374,6 +411,13 @@ def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int, precis
             if r["frac"] is not None:
                 cond += (f"; weights streamed at {r['w_bw'] / 1e9:.0f} GB/s = {r['frac']:.0%} of measured "
                          f"device-to-device copy bandwidth {copy_bw / 1e9:.0f} GB/s")
+        elif r["metric"] == "verify_s":
+            how = "CUDA graph" if r["mode"] == "graph" else "eager"
+            cond = (f"measured: PyTorch {tv} {precision}, {how} of one speculative verify step: {r['rows']} new row(s) "
+                    f"(output_tokens; the last accepted token and {r['rows'] - 1} draft token(s)) after a context of "
+                    f"{context} cached tokens, causal among themselves, the classifier on every row, random weights, SDPA "
+                    f"attention with a boolean mask for the causal rows, batch {r['batch']} (users, each with its own rows), 1 GPU, "
+                    "no serving stack or network")
         else:
             how = "CUDA graph prefill (Python/launch overhead excluded)" if r["mode"] == "graph" else "eager prefill"
             cond = (f"measured: PyTorch {tv} {precision}, {how}, random weights, SDPA causal attention, "
@@ -381,7 +425,7 @@ def csv_rows(results, gpu_name: str, copy_bw: float | None, context: int, precis
                     f"(time to first token on an idle GPU), 1 GPU, no serving stack, queueing or network")
         rows.append({"system": system, "model": r["model"], "metric": r["metric"], "value": sig4(r["value"]),
                      "unit": "s", "precision": precision, "chips": "1", "batch": str(r["batch"]),
-                     "prompt_tokens": str(r["tokens"]), "output_tokens": "", "conditions": cond, "date": DATE,
+                     "prompt_tokens": str(r["tokens"]), "output_tokens": str(r.get("rows", "")), "conditions": cond, "date": DATE,
                      "source": source, "role": "validation"})
     return rows
 
@@ -498,25 +542,32 @@ def write_csv(path: str, header: list[str], rows: list[dict]) -> None:
     print(f"wrote {len(rows)} rows to {path}")
 
 
-def check_consistency(model: Llama, T: int, device: str):
-    """Decode after a prefill must give the same logits as a prefill over one more token (float32 check)."""
-    toks = torch.randint(0, model.cfg.vocab_size, (2, T + 1), device=device)
-    model.alloc_cache(2, T + 1)
-    full = model.forward(toks, 0)
-    model.alloc_cache(2, T + 1)
+def check_consistency(model: Llama, T: int, device: str, rows: int = 4):
+    """Decode, and a verify step of ``rows`` rows, after a prefill of T tokens must give the logits of one prefill
+    over all the tokens (float32 check)."""
+    toks = torch.randint(0, model.cfg.vocab_size, (2, T + rows), device=device)
+    model.alloc_cache(2, T + rows)
+    full = model.forward(toks, 0, all_logits=True)  # [2, T + rows, vocab]
+    scale = full.abs().max().item()
+    model.alloc_cache(2, T + rows)
     model.forward(toks[:, :T], 0)
-    step = model.forward(toks[:, T:], T)
-    model.free_cache()
-    err = (full - step).abs().max().item() / full.abs().max().item()
+    step = model.forward(toks[:, T:T + 1], T)
+    err = (full[:, T] - step).abs().max().item() / scale
     print(f"consistency check (prefill {T + 1} vs prefill {T} + decode 1): max rel diff {err:.2e}")
-    if err > 1e-4:
+    verify = model.forward(toks[:, T:], T, all_logits=True)  # rewrites position T, then T+1.. after it
+    model.free_cache()
+    verr = (full[:, T:] - verify).abs().max().item() / scale
+    print(f"consistency check (prefill {T + rows} vs prefill {T} + a {rows}-row verify step): max rel diff {verr:.2e}")
+    if max(err, verr) > 1e-4:
         raise SystemExit("consistency check FAILED")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="llama2-7b,llama3-8b,llama2-13b", help="comma-separated preset names from lpu/models.py")
-    ap.add_argument("--batches", default="1,8,32", help="decode batch sizes")
+    ap.add_argument("--batches", default="1,8,32", help="decode batch sizes; empty for none")
+    ap.add_argument("--verify-rows", default="", help="rows per user of the speculative verify steps to time, e.g. 1,2,3,5,9")
+    ap.add_argument("--verify-batches", default="1", help="users of the verify steps (each with its own rows and cache)")
     ap.add_argument("--prompts", default="128,550,2048", help="prefill prompt lengths (batch 1); empty for none")
     ap.add_argument("--context", type=int, default=550, help="tokens already in the KV cache when decoding")
     ap.add_argument("--decode-iters", type=int, default=50)
@@ -533,6 +584,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.prompts = [int(p) for p in args.prompts.split(",") if p]
+    args.verify_rows = [int(r) for r in args.verify_rows.split(",") if r]
+    args.verify_batches = [int(b) for b in args.verify_batches.split(",") if b]
+    if any(n < 1 for n in args.verify_rows + args.verify_batches):
+        ap.error(f"--verify-rows and --verify-batches must be positive integers, got {args.verify_rows} and {args.verify_batches}")
     mm = lpu_models
 
     if args.step_times_out and not args.step_times:
@@ -576,13 +631,15 @@ def main(argv=None):
             _cleanup(device)
 
     # ---- table ----
-    print(f"\n{'model':14s} {'metric':7s} {'batch':>5s} {'tokens':>6s} {'mode':>7s} {'value (ms)':>11s} {'wt GB/s':>8s} {'%copy':>6s} {'w+kv %copy':>10s}")
+    print(f"\n{'model':14s} {'metric':8s} {'batch':>5s} {'tokens':>6s} {'mode':>7s} {'value (ms)':>11s} {'wt GB/s':>8s} {'%copy':>6s} {'w+kv %copy':>10s}")
     for r in results:
         extra = ""
         if r["metric"] == "itl_s":
             extra = f" {r['w_bw'] / 1e9:8.0f} {r['frac']:6.1%} {r['frac_kv']:10.1%}"
         note = "" if r.get("csv", True) else "  (not in CSV)"
-        print(f"{r['model']:14s} {r['metric']:7s} {r['batch']:5d} {r['tokens']:6d} {r['mode']:>7s} {r['value'] * 1e3:11.3f}{extra}{note}")
+        if r["metric"] == "verify_s":
+            extra = f"  ({r['rows']} rows)"
+        print(f"{r['model']:14s} {r['metric']:8s} {r['batch']:5d} {r['tokens']:6d} {r['mode']:>7s} {r['value'] * 1e3:11.3f}{extra}{note}")
     print(f"copy bandwidth: {copy_bw / 1e9:,.0f} GB/s")
 
     if args.out:

@@ -112,9 +112,10 @@ def test_piece_matches_split_sizes():
 @pytest.mark.parametrize("name", list(models.PRESETS))
 def test_columnar_build_equals_op_by_op(name):
     m = models.get(name)
-    for phase, tokens, context in (("decode", 1, 0), ("decode", 5, min(300, m.seq_len - 1)), ("prefill", 33, 0), ("prefill", 7, 20)):
+    for phase, tokens, context, r in (("decode", 1, 0, 1), ("decode", 5, min(300, m.seq_len - 1), 1), ("decode", 6, 40, 3),
+                                      ("prefill", 33, 0, 1), ("prefill", 7, 20, 1)):
         for p in ("fp16", "int8", "fp16-int8ffn", "int4"):
-            _same(graph.build(m, phase, tokens, context, p), graph.build_reference(m, phase, tokens, context, p), f"{name} {phase} {p}")
+            _same(graph.build(m, phase, tokens, context, p, r), graph.build_reference(m, phase, tokens, context, p, r), f"{name} {phase} {p} {r}")
 
 
 @pytest.mark.parametrize("name", ["llama2-7b", "llama2-70b", "mixtral-8x7b", "llama3-8b", "stories110M"])
@@ -126,8 +127,8 @@ def test_vectorised_step_graph_equals_op_by_op(name):
         except ValueError:
             continue
         for plan in plans:
-            for phase, tokens, context in (("decode", 3, min(100, m.seq_len - 1)), ("prefill", 17, 0)):
-                a, b = shard.step_graph(plan, phase, tokens, context), shard.step_graph_reference(plan, phase, tokens, context)
+            for phase, tokens, context, r in (("decode", 3, min(100, m.seq_len - 1), 1), ("decode", 6, 100, 3), ("prefill", 17, 0, 1)):
+                a, b = shard.step_graph(plan, phase, tokens, context, r), shard.step_graph_reference(plan, phase, tokens, context, r)
                 _same(a, b, f"{name} {plan.describe()} {phase}")
                 for attr in ("kind", "weight"):  # the step graph's codes, carried over from the base graph's, decode to its columns
                     distinct, index = graph.codes(a.cols, attr)

@@ -1,7 +1,7 @@
 import pytest
 
 import lpu
-from lpu import cli, gpu, graph, hardware, models, published, validation
+from lpu import cli, gpu, graph, hardware, models, plots, published, speculation, validation
 
 H100 = hardware.get("h100")
 
@@ -82,3 +82,28 @@ def test_lpu_bench_prints_the_table(capsys):
     assert cli.main(["bench"]) == 0
     out = capsys.readouterr().out
     assert "median |error|" in out and "calibration" in out and "h200" in out
+
+
+def test_verify_rows_are_the_simulators_verify_step_beside_their_measurement():
+    """The data behind notebook 03's verify-cost figure (lpu.plots.verify_cost)."""
+    steps = validation.verify_steps()
+    assert len(steps) == len(published.table().query("metric == 'verify_s'")) >= 40 and set(steps.system) == {"h200"}
+    for r in steps.itertuples():
+        assert (r.predicted_s, r.low_s, r.high_s) == pytest.approx(speculation.gpu_verify_s(r.model, r.system, 1, "bf16", r.users, r.rows, 551,
+                                                                                            "ideal"))
+        assert r.error == pytest.approx(r.predicted_s / r.measured_s - 1) and r.inside == (r.low_s <= r.measured_s <= r.high_s)
+    one = steps[steps.rows == 1]
+    assert (one.measured_over_one_row == 1).all() and (one.predicted_over_one_row == 1).all()
+    itl = validation.predict(published.table().query("metric == 'itl_s' and system == 'h200' and batch == 1").iloc[0])
+    assert itl == pytest.approx(tuple(one.query("model == 'llama2-70b' and users == 1")[["predicted_s", "low_s", "high_s"]].iloc[0]))
+    # more rows never cost less than one, nor more than running them one step each (a physical bound on the measurements)
+    assert (steps.measured_over_one_row >= 1).all() and (steps.measured_over_one_row <= steps.rows).all()
+    axes = plots.verify_cost(steps)
+    assert len(axes) == steps.users.nunique() and all(ax.get_xlabel() for ax in axes) and axes[0].get_ylabel()
+
+
+def test_a_verify_row_of_the_lpu_has_no_prediction():
+    row = published.table().query("metric == 'verify_s'").iloc[0].copy()
+    row["system"] = "lpu-v1"
+    with pytest.raises(ValueError, match="verify_s rows of the LPU"):
+        validation.predict(row)

@@ -57,8 +57,28 @@ def test_ops_are_topologically_ordered_with_the_llama_layer_structure():
     assert len(set(g.names)) == len(g)
 
 
+@pytest.mark.parametrize("name", ["llama2-7b", "llama3-8b"])
+def test_a_verify_step_reads_each_users_cache_once_and_classifies_every_row(name):
+    m, users, r, context = models.get(name), 3, 5, 200
+    v = graph.build(m, "decode", users * r, context, "fp16", rows_per_user=r).to_dataframe().set_index("name")
+    one = graph.build(m, "decode", r, context, "fp16", rows_per_user=r).to_dataframe().set_index("name")
+    chunk = graph.prefill(m, r, context).to_dataframe().set_index("name")  # one user's r rows: a prefill chunk's attention
+    att = ["L0.attn_scores", "L0.softmax", "L0.attn_values"]
+    assert (one.loc[att, ["flops", "kv_read_bytes"]] == chunk.loc[att, ["flops", "kv_read_bytes"]]).all().all()
+    assert (v.loc[att, ["flops", "kv_read_bytes"]] == users * chunk.loc[att, ["flops", "kv_read_bytes"]]).all().all()
+    assert v.loc["L0.attn_scores", "kv_read_bytes"] == users * (context + r) * m.kv_dim * 2  # each cached key once per user
+    assert v.loc["classifier", "flops"] == 2 * users * r * m.vocab_size * m.dim  # every row's logits are checked
+    plain = graph.decode(m, users * r, context).to_dataframe().set_index("name")  # as many users of one row: more KV read
+    rest = ~v.kind.isin(["attention_scores", "softmax", "attention_values"])  # every layer's
+    assert v[rest].equals(plain[rest])
+    assert v.loc["L0.attn_scores", "kv_read_bytes"] < plain.loc["L0.attn_scores", "kv_read_bytes"]
+    assert graph.build(m, "decode", 4, context, "fp16", rows_per_user=1).to_dataframe().equals(graph.decode(m, 4, context).to_dataframe())
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(phase="train"), "phase"), (dict(tokens=0), "tokens"), (dict(context=-1), "context"), (dict(context=600), "position"),
+    (dict(tokens=6, rows_per_user=4), "rows_per_user"), (dict(tokens=4, rows_per_user=0), "rows_per_user"),
+    (dict(phase="prefill", tokens=4, rows_per_user=2), "rows_per_user"), (dict(tokens=8, rows_per_user=8, context=505), "position"),
 ])
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -34,11 +34,11 @@ def test_acceptance_zero_and_one(sysname):
     assert r1.breakdown()["draft"] == pytest.approx(s1.draft_s / s1.step_s)
 
 
-def test_lpu_verify_is_a_k_plus_1_user_decode_step():
+def test_lpu_verify_is_a_step_of_k_plus_1_rows_sharing_one_cache():
     r = spec("lpu-v1", 4, 0.5)
     plain = lpu.simulate(T, users=1, ranges=False)
-    context = min(r.prompt_tokens + r.output_tokens // 2, models.get(T).seq_len - 1)
-    tl = schedule.schedule(shard.step_graph(plain.plan, "decode", 5, context), hardware.get("lpu-v1"), system.NOMINAL)
+    context = min(r.prompt_tokens + r.output_tokens // 2, models.get(T).seq_len - 5)
+    tl = schedule.schedule(shard.step_graph(plain.plan, "decode", 5, context, rows_per_user=5), hardware.get("lpu-v1"), system.NOMINAL)
     ops = int(system.chain_depth(tl.graph).max())
     assert r.speculation.verify_s == pytest.approx(tl.latency_s + ops * system.SYSTEM_OP_S.value)
     assert r.speculation.plain_itl_s == pytest.approx(plain.itl_s)
@@ -46,12 +46,14 @@ def test_lpu_verify_is_a_k_plus_1_user_decode_step():
     assert r.speculation.draft_s == pytest.approx(4 * d.itl_s)  # k decode steps of the draft on its own chips
 
 
-def test_gpu_verify_is_the_k_plus_1_token_step():
+def test_gpu_verify_is_the_k_plus_1_row_step():
     r = spec("h100", 2, 0.5, serving="ideal")
     m, c = models.get(T), hardware.get("h100")
     prec = models.get_precision(r.precision)
-    context = min(r.prompt_tokens + r.output_tokens // 2, m.seq_len - 1)
-    assert r.speculation.verify_s == pytest.approx(gpu.step_s(gpu.step_parts(m, c, r.chips, prec, "decode", 3, context, gpu.CALIBRATED)))
+    context = min(r.prompt_tokens + r.output_tokens // 2, m.seq_len - 3)
+    assert r.speculation.verify_s == pytest.approx(gpu.step_s(gpu.step_parts(m, c, r.chips, prec, "decode", 3, context, gpu.CALIBRATED,
+                                                                             rows_per_user=3)))
+    assert r.speculation.verify_s == pytest.approx(speculation.gpu_verify_s(T, "h100", r.chips, r.precision, 1, 3, context, "ideal")[0])
     drf = gpu.step_s(gpu.step_parts(models.get(D), c, r.chips, prec, "decode", 1, context, gpu.CALIBRATED))
     assert r.speculation.draft_s == pytest.approx(2 * drf)  # the draft on the same GPUs, in turn
 
@@ -118,3 +120,23 @@ def test_speedup_curve_is_the_simulation():
     assert all(x["speedup"] < 1 for x in lpu_rows if x["acceptance"] == 0)  # nothing accepted: the draft's cost wasted
     for x in rows:  # the verify step nearly free at batch 1: within 10% of the tokens per step over (1 + the draft's cost)
         assert x["speedup"] == pytest.approx(x["tokens_per_step"] / (1 + x["draft_over_decode"]), rel=0.1)
+
+
+@pytest.mark.parametrize("system_name, model, users", [("h200", "llama2-7b", 1), ("h200", "llama2-70b", 16), ("h100", "llama3-8b", 64)])
+def test_gpu_verify_of_one_row_is_a_decode_step_and_grows_with_rows(system_name, model, users):
+    one = speculation.gpu_verify_s(model, system_name, 1, "bf16", users, 1, 551, "ideal")
+    plain = lpu.simulate(model, system_name, chips=1, precision="bf16", users=users, prompt_tokens=550, output_tokens=2, serving="ideal")
+    assert one == pytest.approx((plain.itl_s, *plain.ranges["itl_s"]))
+    steps = [speculation.gpu_verify_s(model, system_name, 1, "bf16", users, rows, 551, "ideal") for rows in (1, 2, 5, 9)]
+    for nominal, low, high in steps:
+        assert low <= nominal <= high
+    nominal = [s[0] for s in steps]
+    assert nominal == sorted(nominal) and nominal[-1] < 9 * nominal[0]  # more rows cost more, never more than 9 plain steps
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(system="lpu-v1"), "must be a GPU"), (dict(rows=0), "rows"), (dict(rows=2.0), "rows"),
+                                           (dict(chips=3), "chips"), (dict(context=4095), "position")])
+def test_gpu_verify_bad_input(kwargs, match):
+    args = dict(model="llama2-7b", system="h200", chips=1, precision="bf16", users=1, rows=2, context=500) | kwargs
+    with pytest.raises(ValueError, match=match):
+        speculation.gpu_verify_s(**args)
