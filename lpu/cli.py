@@ -258,7 +258,8 @@ def bench(args) -> int:
 
     df = validation.table()
     rows = [[r.system, r.model, r.metric, "" if r.batch is None or r.batch != r.batch else f"{int(r.batch)}",
-             "" if r.tokens is None or r.tokens != r.tokens else f"{int(r.tokens)}", f"{r.published:.4g}", f"{r.predicted:.4g}",
+             "" if r.tokens is None or r.tokens != r.tokens else f"{int(r.tokens)}",
+             "" if r.output_tokens is None or r.output_tokens != r.output_tokens else f"{int(r.output_tokens)}", f"{r.published:.4g}", f"{r.predicted:.4g}",
              f"{r.low:.3g}-{r.high:.3g}", f"{r.error:+.0%}", "yes" if r.inside else "no",
              r.role + ("" if r.modelled else " (eager: not modelled)")] for r in df.itertuples()]
     s = validation.summary(df)
@@ -266,7 +267,7 @@ def bench(args) -> int:
     if args.json:
         print(json.dumps(dict(rows=df.to_dict(orient="records"), fitted=fitted.to_dict(orient="records"), summary=s), indent=2, default=str))
         return 0
-    print(_table(rows, ["system", "model", "metric", "batch", "tokens", "published", "predicted", "range", "error", "in range", "role"]))
+    print(_table(rows, ["system", "model", "metric", "batch", "tokens", "out/rows", "published", "predicted", "range", "error", "in range", "role"]))
     print("\nFitted parameters (lpu.fitted()): each on its one calibration row; ranges from independent measurements of that system")
     print(_table([[f.name, f.family, f"{f.value:.4g}", f.unit, f"{f.low:.4g}-{f.high:.4g}", "" if f.share != f.share else f"{f.share:.0%}",
                    f.headline, f.calibration_row] for f in fitted.itertuples()],
