@@ -257,9 +257,11 @@ def bench(args) -> int:
     from . import validation
 
     df = validation.table()
-    rows = [[r.system, r.model, r.metric, "" if r.batch is None or r.batch != r.batch else f"{int(r.batch)}",
-             "" if r.tokens is None or r.tokens != r.tokens else f"{int(r.tokens)}",
-             "" if r.output_tokens is None or r.output_tokens != r.output_tokens else f"{int(r.output_tokens)}", f"{r.published:.4g}", f"{r.predicted:.4g}",
+
+    def count(v):  # an integer column of the table, blank where a row gives none (None or NaN)
+        return "" if v is None or v != v else f"{int(v)}"
+
+    rows = [[r.system, r.model, r.metric, count(r.batch), count(r.tokens), count(r.output_tokens), f"{r.published:.4g}", f"{r.predicted:.4g}",
              f"{r.low:.3g}-{r.high:.3g}", f"{r.error:+.0%}", "yes" if r.inside else "no",
              r.role + ("" if r.modelled else " (eager: not modelled)")] for r in df.itertuples()]
     s = validation.summary(df)

@@ -294,6 +294,24 @@ def _fit(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precis
                      f"short by {(need - degrees[-1] * gpu.memory_bytes) / 1e9:.1f} GB")
 
 
+def range_corners(params: GPUParams, profile: ServingProfile) -> tuple[tuple[GPUParams, float], ...]:
+    """(parameters, host share) at the nominal, fast and slow ends of a prediction's range: every un-fitted parameter at
+    its end, ``fp8_speedup`` at the end of its fitted range (`FITTED`), the host share at the end of the profile's."""
+    fit = FITTED[0]
+    return ((params, profile.host_share), (replace(params.corner("fast"), fp8_speedup=fit.high), profile.low),
+            (replace(params.corner("slow"), fp8_speedup=fit.low), profile.high))
+
+
+def host_s(profile: ServingProfile, users: int, context: int, p: GPUParams, host_share: float, reference: bool = False) -> float:
+    """Seconds a serving stack's host holds each step of ``users`` (`ServingProfile`: its share of the step of the setup
+    it was measured on, at this batch, on one GPU in bf16); 0 for a profile without host time."""
+    if profile.reference is None:
+        return 0.0
+    ref_m, ref_gpu = models.get(profile.reference[0]), hardware.get(profile.reference[1])
+    ref_step = step_s(step_parts(ref_m, ref_gpu, 1, models.get_precision("bf16"), "decode", users, min(context, ref_m.seq_len - 1), p, reference))
+    return ref_step * host_share / (1 - host_share)
+
+
 def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None, precision: str | None, users: int, prompt_tokens: int,
                  output_tokens: int, params: GPUParams = CALIBRATED, ranges: bool = True, serving: str | None = None, reference: bool = False):
     """`lpu.simulate` for a GPU server: ``chips`` GPUs tensor-parallel (None: the fewest of 1, 2, 4, 8 that hold the model).
@@ -309,30 +327,22 @@ def simulate_gpu(m: models.ModelConfig, gpu: hardware.GPUSpec, chips: int | None
     tp, prec = _fit(m, gpu, chips, precision, users, prompt_tokens + output_tokens)
 
     context = min(prompt_tokens + output_tokens // 2, m.seq_len - 1)
-    ref = None
-    if profile.reference is not None:  # the setup the host share was measured on, at this batch, on one GPU in bf16
-        ref_m, ref_gpu = models.get(profile.reference[0]), hardware.get(profile.reference[1])
-        ref = (ref_m, ref_gpu, min(context, ref_m.seq_len - 1))
 
     def run(p: GPUParams, host_share: float):
         dec = step_parts(m, gpu, tp, prec, "decode", users, context, p, reference)
         pre = step_parts(m, gpu, tp, prec, "prefill", prompt_tokens, 0, p, reference)
-        host = 0.0
-        if ref is not None:
-            ref_step = step_s(step_parts(ref[0], ref[1], 1, models.get_precision("bf16"), "decode", users, ref[2], p, reference))
-            host = ref_step * host_share / (1 - host_share)  # seconds the host holds each step
+        host = host_s(profile, users, context, p, host_share, reference)
         return step_s(pre) + host, step_s(dec) + host, dec, host
 
-    ttft, itl, dec, host = run(params, profile.host_share)
+    nominal, fast_end, slow_end = range_corners(params, profile)
+    ttft, itl, dec, host = run(*nominal)
     dominant = "compute" if dec["compute"] > dec["memory"] else "hbm streaming"
     parts = {dominant: (dec["memory"] + dec["compute"]) / itl, "kernel overhead": dec["overhead"] / itl, "nvlink": dec["nvlink"] / itl}
     if profile.host_share:
         parts["serving stack (host)"] = host / itl
     r = Result(m.name, gpu.name, tp, prec.name, users, prompt_tokens, output_tokens, ttft, itl, None, None, None, parts=parts)
     if ranges:
-        fit = FITTED[0]
-        fast = run(replace(params.corner("fast"), fp8_speedup=fit.high), profile.low)
-        slow = run(replace(params.corner("slow"), fp8_speedup=fit.low), profile.high)
+        fast, slow = run(*fast_end), run(*slow_end)
         r.ranges["ttft_s"] = (fast[0], slow[0])
         r.ranges["itl_s"] = (fast[1], slow[1])
         r.ranges["output_tokens_per_s"] = (1 / slow[1], 1 / fast[1])

@@ -169,16 +169,6 @@ def _lpu(m, d, c, base, k, users, params, ranges, system_op_s):
     return nominal, k * dr.ranges["itl_s"][1] + max(verifies), k * dr.ranges["itl_s"][0] + min(verifies)
 
 
-def _gpu_corners(profile):
-    """(GPU parameters, host share) at the nominal, slow and fast ends, as `lpu.gpu` ranges a decode step."""
-    from . import gpu
-
-    fit = gpu.FITTED[0]
-    return ((gpu.CALIBRATED, profile.host_share),
-            (dataclasses.replace(gpu.CALIBRATED.corner("slow"), fp8_speedup=fit.low), profile.high),
-            (dataclasses.replace(gpu.CALIBRATED.corner("fast"), fp8_speedup=fit.high), profile.low))
-
-
 def _gpu_verify(m, c, tp, prec, users: int, rows: int, context: int, p, profile, host_share: float):
     """A verify step of ``rows`` rows for each of ``users`` on GPUs: (its `lpu.gpu.step_parts`, the host's seconds).
 
@@ -187,13 +177,8 @@ def _gpu_verify(m, c, tp, prec, users: int, rows: int, context: int, p, profile,
     """
     from . import gpu
 
-    ver = gpu.step_parts(m, c, tp, prec, "decode", users * rows, context, p, rows_per_user=rows)
-    host = 0.0
-    if profile.reference is not None:
-        rm, rg = models.get(profile.reference[0]), hardware.get(profile.reference[1])
-        ref = gpu.step_s(gpu.step_parts(rm, rg, 1, models.get_precision("bf16"), "decode", users, min(context, rm.seq_len - 1), p))
-        host = ref * host_share / (1 - host_share)
-    return ver, host
+    return (gpu.step_parts(m, c, tp, prec, "decode", users * rows, context, p, rows_per_user=rows),
+            gpu.host_s(profile, users, context, p, host_share))
 
 
 def gpu_verify_s(model, system: str, chips: int, precision: str, users: int, rows: int, context: int,
@@ -211,9 +196,8 @@ def gpu_verify_s(model, system: str, chips: int, precision: str, users: int, row
         raise ValueError(f"rows must be an integer >= 1 (the last accepted token and the draft's k tokens), got {rows!r}")
     tp, prec = gpu._fit(m, c, chips, precision, users, context + rows)
     profile = gpu.serving_profile(serving)
-    nominal, slow, fast = (gpu.step_s(v) + host for v, host in (_gpu_verify(m, c, tp, prec, users, int(rows), context, p, profile, share)
-                                                                 for p, share in _gpu_corners(profile)))
-    return nominal, fast, slow
+    return tuple(gpu.step_s(v) + host for v, host in (_gpu_verify(m, c, tp, prec, users, int(rows), context, p, profile, share)
+                                                       for p, share in gpu.range_corners(gpu.CALIBRATED, profile)))
 
 
 def _gpu(m, d, c, base, k, ranges, serving):
@@ -232,15 +216,15 @@ def _gpu(m, d, c, base, k, ranges, serving):
         pre = gpu.step_s(gpu.step_parts(d, c, tp, prec, "prefill", base.prompt_tokens, 0, p))
         return k * drf, gpu.step_s(ver) + host, pre, ver, host
 
-    corners = _gpu_corners(profile)
-    drf, ver_s, pre, ver, host = step(*corners[0])
+    nominal_end, fast_end, slow_end = gpu.range_corners(gpu.CALIBRATED, profile)
+    drf, ver_s, pre, ver, host = step(*nominal_end)
     parts = {"memory": ver["memory"] / ver_s, "compute": ver["compute"] / ver_s, "kernel overhead": ver["overhead"] / ver_s,
              "nvlink": ver["nvlink"] / ver_s, "serving stack (host)": host / ver_s}
     # The target's prefill is already in base.ttft_s; the draft's adds on the same GPUs.
     nominal = (drf, ver_s, base.ttft_s - base.itl_s + pre, f"on the target's {tp} x {c.name}, sharing their HBM and time", parts)
     if not ranges:
         return nominal, None, None
-    slow, fast = step(*corners[1]), step(*corners[2])
+    slow, fast = step(*slow_end), step(*fast_end)
     return nominal, slow[0] + slow[1], fast[0] + fast[1]
 
 

@@ -73,6 +73,8 @@ def test_validation_table_covers_every_published_row():
     s = validation.summary(df)
     assert s["rows"] == len(df[(df.role == "validation") & df.modelled]) and 0 <= s["inside"] <= s["rows"]
     assert s["median_abs_error"] <= s["worst_abs_error"]
+    verify = df[(df.metric == "verify_s") & (df.role == "validation")]
+    assert s["gpu_verify"]["rows"] == len(verify) <= s["gpu"]["rows"] and s["gpu_verify"]["inside"] == int(verify.inside.sum())
     assert set(df.system) == {"lpu-v1", "a100", "h100", "h200"} and models.get("llama2-70b")
     gpu_rows = published.table().query("system != 'lpu-v1'")
     assert {validation.serving(r) for r in gpu_rows.itertuples()} == {"ideal"}  # every GPU row so far was measured without a serving stack
@@ -82,6 +84,7 @@ def test_lpu_bench_prints_the_table(capsys):
     assert cli.main(["bench"]) == 0
     out = capsys.readouterr().out
     assert "median |error|" in out and "calibration" in out and "h200" in out
+    assert "out/rows" in out and "speculative verify steps: 40 rows" in out
 
 
 def test_verify_rows_are_the_simulators_verify_step_beside_their_measurement():

@@ -140,3 +140,15 @@ def test_gpu_verify_bad_input(kwargs, match):
     args = dict(model="llama2-7b", system="h200", chips=1, precision="bf16", users=1, rows=2, context=500) | kwargs
     with pytest.raises(ValueError, match=match):
         speculation.gpu_verify_s(**args)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_verify_rows_share_their_users_cache_on_gpu_and_lpu(reference):
+    """A verify step of 16 users x 9 rows reads each user's cache once: less than a decode step of 144 users, the same weights."""
+    m, c, prec = models.get("llama2-7b"), hardware.get("h100"), models.get_precision("bf16")
+    shared = gpu.step_parts(m, c, 1, prec, "decode", 144, 550, gpu.CALIBRATED, reference, rows_per_user=9)
+    apart = gpu.step_parts(m, c, 1, prec, "decode", 144, 550, gpu.CALIBRATED, reference)
+    assert shared["memory"] + shared["compute"] < apart["memory"] + apart["compute"]
+    plan = lpu.simulate(T, ranges=False).plan
+    step = shard.step_graph_reference if reference else shard.step_graph
+    assert step(plan, "decode", 18, 550, 9).cols.kv_read_bytes.sum() < step(plan, "decode", 18, 550).cols.kv_read_bytes.sum()
