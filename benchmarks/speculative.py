@@ -17,10 +17,12 @@ position: t_verify (a pass over k + 1 positions), t_draft (the draft, one positi
 speculative generation; the overhead is what a measured speculative step costs beyond its k + 1
 passes; each figure is the median over the rounds. The table prints each term and the speed-up the
 model predicts with and without the overhead beside the measured one (CPU and wall), then what the
-model gives were t_verify r t_target, and the r that 1.5x needs; and a ceiling: the speed-up were the (k + 1)-position
-pass as fast as the best multiply-add rate ``kernels.matmul`` reaches on this CPU allows (and never cheaper than a
-1-position pass), with no overhead. ``uptime``'s load is printed with it. Last, t_verify / t_target of random weights
-of the stories15M shapes (beyond the last-level cache: from DRAM) beside the bundled model's (in cache).
+model gives were t_verify r t_target, and the r that 1.5x needs. ``uptime``'s load is printed with it. Then the bundled
+model's matrices alone for
+1-8 tokens, row-major against panels (`lpu.panels`, what a verify step reads); t_verify / t_target of random weights
+of the stories15M shapes (beyond the last-level cache: from DRAM) beside the bundled model's (in cache); and, where
+numba has two threads, the wall speed-up with target and draft on two (the target's decode and verify steps each one
+parallel region, `kernels._forward_team`) against plain decoding on two.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/kernels.py
 from kernels import random_checkpoint  # noqa: E402  (benchmarks/kernels.py)
 
-from lpu import kernels, models  # noqa: E402
+from lpu import kernels, models, panels  # noqa: E402
 from lpu.runtime import Engine  # noqa: E402
 from lpu.speculative import _model_args  # noqa: E402
 
@@ -56,20 +59,40 @@ def pass_seconds(engine: Engine, rows: int, pos: int, calls: int = 20) -> float:
     return (time.thread_time() - t) / calls
 
 
-def matmul_fma_per_s(repeats: int = 5) -> float:
-    """The best multiply-add rate (per CPU second) ``kernels.matmul`` reaches here: 16 rows through a 768x288 fp32 matrix
-    (from L2; 4x4 tiles, reductions a small share). A (k+1)-position pass cannot run its matmuls faster than this."""
-    rng = np.random.default_rng(0)
-    W, X = rng.standard_normal((768, 288), dtype=np.float32), rng.standard_normal((16, 288), dtype=np.float32)
-    out = np.empty((16, 768), np.float32)
-    kernels.matmul(W, X, out)
-    best = np.inf
+@numba.njit(nogil=True)
+def _matrices(W, S, P, X, out, reps):  # every matrix through reps row-major passes (P empty) or panel passes
+    for _ in range(reps):
+        for i in range(len(W)):
+            kernels._linear(W[i], S[i], P[i], X[i], out[i], 1, False)
+
+
+def matrices_table(engine: Engine, repeats: int) -> None:
+    """CPU time of the bundled model's matrices alone (one compiled call over all of them, weights from the last-level
+    cache) for 1-8 tokens, row-major (`lpu.linear`) and in panels (`lpu.panels`, what the Engine's verify steps read),
+    in units of one token row-major: median of interleaved rounds."""
+    from numba.typed import List
+
+    mats = [m[layer] for m in engine._W for layer in range(engine.config.n_layers)] + [engine._wcls]
+    W, S = List(mats), List([np.ones(m.shape[:2], np.float32) for m in mats])
+    P, none = List([panels.pack(m[:, 0]) for m in mats]), List([panels.NO_PANELS for _ in mats])
+    rng = np.random.default_rng(1)
+    ts = (1, 2, 3, 4, 5, 8)
+    times = {(T, layout): [] for T in ts for layout in ("rows", "panels")}
     for _ in range(repeats):
-        t = time.thread_time()
-        for _ in range(200):
-            kernels.matmul(W, X, out)
-        best = min(best, (time.thread_time() - t) / 200)
-    return W.size * X.shape[0] / best
+        for T in ts:
+            X = List([rng.standard_normal((T, m.shape[2]), dtype=np.float32) for m in mats])
+            out = List([np.empty((T, m.shape[0]), np.float32) for m in mats])
+            for layout, p in (("rows", none), ("panels", P)):
+                _matrices(W, S, p, X, out, 1)
+                t = time.thread_time()
+                _matrices(W, S, p, X, out, 20)
+                times[T, layout].append((time.thread_time() - t) / 20)
+    t1 = np.median(times[1, "rows"])
+    print(f"\nthe bundled model's {len(mats)} matrices alone ({sum(m.nbytes for m in mats) / 2**20:.1f} MiB, from the last-level cache), "
+          f"CPU time in units of one token row-major ({t1 * 1e6:.0f} us), median of {repeats} rounds:")
+    print(f"{'tokens':>6s} {'row-major':>9s} {'panels':>7s}")
+    for T in ts:
+        print(f"{T:6d} {np.median(times[T, 'rows']) / t1:9.2f} {np.median(times[T, 'panels']) / t1:7.2f}")
 
 
 def generation(target: Engine, tokens: int, **kw) -> tuple[float, float, int, int, int, int, list]:
@@ -107,6 +130,24 @@ def dram_verify_table(ks, repeats: int, pos: int) -> None:
               f"{small.weight_bytes / 2**20:.1f} MiB in cache; last-level cache {kernels.last_level_cache_bytes() / 2**20:.0f} MiB)")
         for k in ks:
             print(f"{k:3d} {np.median(ratios['big'][k]):18.2f} {np.median(ratios['small'][k]):8.2f}")
+
+
+def two_thread_table(ks, repeats: int, tokens: int) -> None:
+    """Wall speed-up of speculative decoding on two threads against plain decoding on two, median of interleaved rounds
+    (wall time: CPU time of one thread does not count the other's)."""
+    target, draft = Engine.default(threads=2), Engine.default("draft", threads=2)
+    generation(target, 8), generation(target, 8, draft=draft, draft_tokens=2)  # compile / warm up
+    plain, speedup = [], {k: [] for k in ks}
+    for _ in range(repeats):
+        wall, _, n, *_ = generation(target, tokens)
+        plain.append(wall / n)
+        for k in ks:
+            wall2, _, n2, *_ = generation(target, tokens, draft=draft, draft_tokens=k)
+            speedup[k].append(plain[-1] * n2 / wall2)
+    print(f"\ntwo threads (target and draft), wall time, median of {repeats} rounds: plain {np.median(plain) * 1e6:.0f} us a token")
+    print(f"{'k':>3s} {'speed-up':>8s}")
+    for k in ks:
+        print(f"{k:3d} {np.median(speedup[k]):8.2f}")
 
 
 def main(argv=None) -> None:
@@ -156,14 +197,10 @@ def main(argv=None) -> None:
         fit[k] = (e, td, tp, overhead)
         print(f"{k:3d} {a:6.3f} {e:5.2f} {n / steps:6.2f} {tv:8.2f} {k * td:9.2f} {overhead:8.2f} {e * tp / (k * td + tv):12.2f} "
               f"{e * tp / (k * td + tv + overhead):6.2f} {med(('cpu', k)):8.2f} {med(('wall', k)):9.2f}  {same}")
-    rate = matmul_fma_per_s()
-    print(f"\nceiling: a (k+1)-position pass no cheaper than a 1-position one, nor than its (k+1) x {target.config.n_params:,} multiply-adds"
-          f" at the best rate kernels.matmul reaches here ({rate / 1e9:.1f} GFMA/s), and no overhead")
-    tt_best = min(r["tt"] for r in rounds)
-    for k, (e, td, tp, _) in fit.items():
-        floor = max(1.0, (k + 1) * target.config.n_params / rate / tt_best)
-        print(f"{k:3d}  t_verify >= {floor:.2f}  speed-up <= {e * tp / (k * td + floor):.2f}")
+    matrices_table(target, args.repeats)
     dram_verify_table(args.ks, args.repeats, pos)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        two_thread_table(args.ks, args.repeats, args.tokens)
     ratios = (1.0, 1.25, 1.5, 2.0)
     print("\nthe model's speed-up were t_verify r t_target (the measured a, t_draft, t_plain, overhead); the r that gives 1.5x")
     print(f"{'k':>3s} " + " ".join(f"{'r=' + format(r, 'g'):>7s}" for r in ratios) + f" {'r for 1.5x':>10s}")

@@ -53,7 +53,7 @@ numba.get_num_threads()
 # after an edit of those alone (as would lpu/speculative.py's compiled steps, which hold ``_forward``). So these modules
 # share one stamp: editing any one recompiles them all (as when they were one file). Done through numba's cache
 # locators, before the first @_jit below. (lpu/schedule.py's and lpu/system.py's kernels call no other module's.)
-KERNEL_MODULES = ("jit.py", "linear.py", "layer_ops.py", "sampling.py", "forward.py", "speculative.py")
+KERNEL_MODULES = ("jit.py", "linear.py", "panels.py", "layer_ops.py", "sampling.py", "forward.py", "speculative.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -215,6 +215,11 @@ PARALLEL_MIN_BYTES = 1 << 20
 # int8 (1.8 MB) went 0.9-1.3x and stories260K 0.5-0.8x (1 MB, ~50 us a token and ~40 phases to wait through), so these
 # two keep a region per kernel.
 TEAM_MIN_BYTES = 2 << 20
+# The region takes passes over at most this many rows too (the range where the matrices are read in panels,
+# `lpu.panels`): the target's verify step in speculative decoding. The bundled model's pass over 4 rows took 109-113 us
+# on 2 threads in one region, against 134 us on one thread and 155 us with a region per kernel (2-core AMD EPYC; at 8
+# rows 162, 203-214 and 235-241 us). Longer passes (prompt chunks) keep a region per kernel.
+TEAM_MAX_ROWS = 8
 
 # A batch (T >= 2 tokens) reads 4 weight rows at a time in the 4x4 tile, which goes badly from DRAM: the stories15M
 # classifier (32000x288 fp32) took 4.5-6.8 ms for 2-8 tokens in 4x4 tiles against 1.3-1.5 ms for one token row by row

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32, last_level_cache_bytes
+from .jit import PARALLEL_MIN_BYTES, STREAM_MAX_ROW_BYTES, TEAM_MAX_ROWS, _check_f32, _chunks, _ijit, _jit, _out, _pjit, _silu, _to_f32, last_level_cache_bytes
+from .panels import NO_PANELS, _panel_rows
 from .quant import QuantizedTensor, to_precision
 
 # ---- linear layers: out (T, d_out) = X (T, d_in) @ W.T, W (d_out, d_in) read once for all T rows ----
@@ -248,9 +249,12 @@ def _few_rows_from_dram(data, scales, X, out, lo, hi):  # `_few_rows` for 2-4 to
 
 
 @_jit
-def _linear_rows(data, scales, X, out, lo, hi, from_dram):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
+def _linear_rows(data, scales, panels, X, out, lo, hi, from_dram):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
+    if 2 <= X.shape[0] <= TEAM_MAX_ROWS and panels.shape[0] > 0:  # a few tokens, the matrix in panels too (`lpu.panels`)
+        _panel_rows(panels, X, out, 4 * lo, min(4 * hi, d_out))
+        return
     if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: row by row, as run.c
         x = X[0]
         for i in range(4 * lo, min(4 * hi, d_out)):
@@ -274,44 +278,45 @@ def _linear_rows(data, scales, X, out, lo, hi, from_dram):  # row blocks lo..hi-
 
 
 @_pjit
-def _linear_par(data, scales, X, out, n_chunks, from_dram):
+def _linear_par(data, scales, panels, X, out, n_chunks, from_dram):
     n_blocks = (data.shape[0] + 3) // 4
     for c in prange(n_chunks):  # chunks of row blocks split over threads
-        _linear_rows(data, scales, X, out, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
+        _linear_rows(data, scales, panels, X, out, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
 
 
 @_jit
-def _linear(data, scales, X, out, n_chunks, from_dram):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+def _linear(data, scales, panels, X, out, n_chunks, from_dram):  # data (d_out, n_groups, G), X (T, d_in) -> out (T, d_out)
+    # panels: the same weights in `lpu.panels` layout, or `lpu.panels.NO_PANELS`
     n_blocks = (data.shape[0] + 3) // 4
     if n_chunks <= 1 or data.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:  # one thread, or too little work: no parallel region
-        _linear_rows(data, scales, X, out, 0, n_blocks, from_dram)
+        _linear_rows(data, scales, panels, X, out, 0, n_blocks, from_dram)
     else:
-        _linear_par(data, scales, X, out, min(n_chunks, n_blocks), from_dram)
+        _linear_par(data, scales, panels, X, out, min(n_chunks, n_blocks), from_dram)
 
 
 @_jit
-def _ffn_rows(d1, s1, d3, s3, X, H1, H3, lo, hi, from_dram):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row blocks lo..hi-1 of w1, w3 (hidden, dim)
-    _linear_rows(d1, s1, X, H1, lo, hi, from_dram)
-    _linear_rows(d3, s3, X, H3, lo, hi, from_dram)
+def _ffn_rows(d1, s1, p1, d3, s3, p3, X, H1, H3, lo, hi, from_dram):  # H1 <- silu(X @ w1.T) * (X @ w3.T) for row blocks lo..hi-1 of w1, w3 (hidden, dim)
+    _linear_rows(d1, s1, p1, X, H1, lo, hi, from_dram)
+    _linear_rows(d3, s3, p3, X, H3, lo, hi, from_dram)
     for b in range(X.shape[0]):  # the gate, along each token's rows: vectorised (a column at a time strides through the cache)
         for j in range(4 * lo, min(4 * hi, d1.shape[0])):
             H1[b, j] = _silu(H1[b, j]) * H3[b, j]
 
 
 @_pjit
-def _ffn_par(d1, s1, d3, s3, X, H1, H3, n_chunks, from_dram):
+def _ffn_par(d1, s1, p1, d3, s3, p3, X, H1, H3, n_chunks, from_dram):
     n_blocks = (d1.shape[0] + 3) // 4
     for c in prange(n_chunks):
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
+        _ffn_rows(d1, s1, p1, d3, s3, p3, X, H1, H3, c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks, from_dram)
 
 
 @_jit
-def _ffn_in(d1, s1, d3, s3, X, H1, H3, n_chunks, from_dram):
+def _ffn_in(d1, s1, p1, d3, s3, p3, X, H1, H3, n_chunks, from_dram):
     n_blocks = (d1.shape[0] + 3) // 4
     if n_chunks <= 1 or 2 * d1.nbytes * X.shape[0] < PARALLEL_MIN_BYTES:
-        _ffn_rows(d1, s1, d3, s3, X, H1, H3, 0, n_blocks, from_dram)
+        _ffn_rows(d1, s1, p1, d3, s3, p3, X, H1, H3, 0, n_blocks, from_dram)
     else:
-        _ffn_par(d1, s1, d3, s3, X, H1, H3, min(n_chunks, n_blocks), from_dram)
+        _ffn_par(d1, s1, p1, d3, s3, p3, X, H1, H3, min(n_chunks, n_blocks), from_dram)
 
 
 def stored(W: np.ndarray | QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
@@ -351,7 +356,7 @@ class Linear:
         self.from_dram = self.nbytes > last_level_cache_bytes()  # beyond the cache on its own, at least
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        _linear(self.data, self.scales, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks(), self.from_dram)
+        _linear(self.data, self.scales, NO_PANELS, x.reshape(-1, self.shape[1]), out.reshape(-1, self.shape[0]), _chunks(), self.from_dram)
         return out
 
 
@@ -363,7 +368,7 @@ def matvec(W, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"matvec: W has shape {(d_out, d_in)} but x has shape {getattr(x, 'shape', None)}; expected x of shape {(d_in,)}")
     _check_f32("matvec", "x", x)
     out = _out("matvec", out, (d_out,), x)
-    _linear(data, scales, x.reshape(1, d_in), out.reshape(1, d_out), _chunks(), False)  # one token: read row by row either way
+    _linear(data, scales, NO_PANELS, x.reshape(1, d_in), out.reshape(1, d_out), _chunks(), False)  # one token: read row by row either way
     return out
 
 
@@ -374,6 +379,6 @@ def matmul(W, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"matmul: W has shape {(d_out, d_in)} but X has shape {getattr(X, 'shape', None)}; expected X of shape (B, {d_in})")
     _check_f32("matmul", "X", X)
     out = _out("matmul", out, (X.shape[0], d_out), X)
-    _linear(data, scales, X, out, _chunks(), data.nbytes > last_level_cache_bytes())
+    _linear(data, scales, NO_PANELS, X, out, _chunks(), data.nbytes > last_level_cache_bytes())
     return out
 

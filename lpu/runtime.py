@@ -12,8 +12,8 @@ time at which an LPU system running this model would have emitted it (see
 ``notebooks/03_token_generation.ipynb``.
 
 Speculative decoding (``generate(..., draft=other_engine, draft_tokens=k)``)
-is `lpu.speculative`; `acceptance_rate` (re-exported here) measures how often
-the target accepts a draft token.
+is `lpu.speculative`; `acceptance_rate` and `wall_speedup` (re-exported here) measure how often
+the target accepts a draft token and how much faster it then decodes on this machine.
 
 With ``chips > 1`` the engine executes the sharded plan of
 `lpu.shard.functional_plan` through `lpu.sharded`: each simulated chip holds
@@ -35,7 +35,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, schedule, shard, sharded, speculative
+from . import DATA_DIR, checkpoint, graph, hardware, kernels, models, panels, schedule, shard, sharded, speculative
 from .checkpoint import MATRICES
 from .quant import PRECISIONS, to_precision
 
@@ -199,7 +199,11 @@ class Engine:
         # On several threads a decode step runs as one parallel region, where the weights are big enough to pay for it.
         self._step, self._decode = ((kernels._forward_team, kernels._decode_greedy_team) if kernels.use_team(self.threads, self._weight_bytes)
                                     else (kernels._forward, kernels._decode_greedy))
-        self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._wcls, self._scls,
+        # fp32 matrices in the cache are kept in panels too (`lpu.panels`), which 2-8 tokens at once (a verify step) read.
+        packed = self._wcls.dtype == np.float32 and self._wcls.shape[1] == 1 and not self.weights_from_dram
+        self._P = tuple(panels.pack(d[:, :, 0]) if packed else np.zeros((c.n_layers, 0, 0, panels.LANES), np.float32) for d in self._W)
+        self._pcls = panels.pack(self._wcls[:, 0]) if packed else panels.NO_PANELS
+        self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._P, self._wcls, self._scls, self._pcls,
                             self.k_cache, self.v_cache, self.rope_cos, self.rope_sin, c.norm_eps, c.n_kv_heads,
                             self.weights_from_dram)  # _forward's, in its order
 
@@ -286,7 +290,7 @@ class Engine:
             else:
                 chunk = np.asarray(tokens[start:stop], np.int64)
             n = n_logits if stop == len(tokens) else 0
-            step = self._step if len(tokens) == 1 else kernels._forward
+            step = self._step if len(chunk) <= kernels.TEAM_MAX_ROWS else kernels._forward  # a decode or verify step, or a prompt chunk
             self._threaded(step, chunk, pos0 + start, n, *self._model_args, *self._bufs, self.logits, kernels.n_chunks(self.threads))
             if self.trace is not None:
                 self.trace.extend(self.ops[:-1])  # the graph's ops bar sampling, for the chunk's rows at once
@@ -395,6 +399,7 @@ class Engine:
 
 
 acceptance_rate = speculative.acceptance_rate
+wall_speedup = speculative.wall_speedup
 
 
 def compare(reference: Engine, other: Engine, prompt: str, n_tokens: int = 200) -> dict:

@@ -32,7 +32,7 @@ from . import kernels
 # A burst of greedy steps runs in one compiled call; bursts double from one step until a call takes about this
 # long: the first token comes after one step, later ones in bursts short enough that the stream looks continuous.
 BURST_S = 2e-3
-_LOGITS = 25  # index of the logits buffer in `_model_args`
+_LOGITS = 27  # index of the logits buffer in `_model_args`
 
 
 def _model_args(engine) -> tuple:
@@ -40,6 +40,46 @@ def _model_args(engine) -> tuple:
     pos0, n_logits; before n_chunks): `Engine._model_args` (weights, KV caches, RoPE tables, eps, n_kv_heads, weights_from_dram),
     then its buffers and logits."""
     return (*engine._model_args, *engine._bufs, engine.logits)
+
+
+@kernels._ijit
+def _propose(seq, m, draft_len, kk, work, D, d_chunks):
+    """A step's first part: the draft, its KV cache holding positions 0..draft_len-1, catches up with the text seq[:m]
+    and proposes kk tokens, work[1..kk]; work[0] = seq[m - 1], the verify step's first row. Returns the new draft_len
+    (the last proposal is not fed yet)."""
+    work[0] = seq[m - 1]
+    if kk == 0:
+        return draft_len
+    kernels._forward(seq[draft_len:m], draft_len, 1, *D, d_chunks)
+    work[1] = np.argmax(D[_LOGITS][0])
+    for j in range(1, kk):
+        kernels._forward(work[j:j + 1], m + j - 1, 1, *D, d_chunks)
+        work[j + 1] = np.argmax(D[_LOGITS][0])
+    return m + kk - 1
+
+
+@kernels._ijit
+def _judge(seq, m, kk, work, logits, flags, stop_a, stop_b):
+    """A step's last part, after the target's verify step over work[:kk + 1] (logits row j: its next token after
+    proposal[:j]): its tokens go to seq[m:], their flags to flags[0:] (1 drafted and accepted, 2 the target's in
+    place of a rejected proposal, 0 the target's after kk accepted). Returns (proposals accepted, tokens up to and
+    including the first stop token, 0 if none)."""
+    acc = 0
+    while acc < kk:
+        t = np.argmax(logits[acc])
+        seq[m + acc] = t
+        if t != work[acc + 1]:
+            flags[acc] = 2
+            break
+        flags[acc] = 1
+        acc += 1
+    if acc == kk:  # every proposal accepted: one more token from the last row
+        seq[m + kk] = np.argmax(logits[kk])
+        flags[kk] = 0
+    for j in range(acc + 1):
+        if seq[m + j] == stop_a or seq[m + j] == stop_b:
+            return acc, j + 1
+    return acc, 0
 
 
 @kernels._jit
@@ -54,33 +94,32 @@ def _greedy_burst(seq, n, draft_len, n_left, k, max_steps, stop_a, stop_b, work,
     for _ in range(max_steps):
         if out >= n_left:
             break
-        m = n + out
-        kk = min(k, n_left - out - 1)  # the target adds one token of its own
-        if kk > 0:
-            kernels._forward(seq[draft_len:m], draft_len, 1, *D, d_chunks)  # the draft catches up with the accepted text
-            work[1] = np.argmax(D[_LOGITS][0])
-            for j in range(1, kk):
-                kernels._forward(work[j:j + 1], m + j - 1, 1, *D, d_chunks)
-                work[j + 1] = np.argmax(D[_LOGITS][0])
-            draft_len = m + kk - 1  # the last proposal is not fed (yet)
-        work[0] = seq[m - 1]
-        kernels._forward(work[:kk + 1], m - 1, kk + 1, *T, t_chunks)  # row j: the target's next token after proposal[:j]
-        acc = 0
-        while acc < kk:
-            t = np.argmax(T[_LOGITS][acc])
-            seq[m + acc] = t
-            if t != work[acc + 1]:
-                flags[out + acc] = 2
-                break
-            flags[out + acc] = 1
-            acc += 1
-        if acc == kk:  # every proposal accepted: one more token from the last row
-            seq[m + kk] = np.argmax(T[_LOGITS][kk])
-            flags[out + kk] = 0
+        m, kk = n + out, min(k, n_left - out - 1)  # the target adds one token of its own
+        draft_len = _propose(seq, m, draft_len, kk, work, D, d_chunks)
+        kernels._forward(work[:kk + 1], m - 1, kk + 1, *T, t_chunks)  # the verify step
+        acc, stop = _judge(seq, m, kk, work, T[_LOGITS], flags[out:], stop_a, stop_b)
         draft_len = min(draft_len, m + acc)  # the draft's cache is good up to the accepted text
-        for j in range(acc + 1):
-            if seq[m + j] == stop_a or seq[m + j] == stop_b:
-                return out + j + 1, draft_len
+        if stop:
+            return out + stop, draft_len
+        out += acc + 1
+    return out, draft_len
+
+
+@kernels._jit
+def _greedy_burst_team(seq, n, draft_len, n_left, k, max_steps, stop_a, stop_b, work, flags, D, T, d_chunks, t_chunks):
+    """`_greedy_burst` for a target that decodes in one parallel region per step (`kernels.use_team`): its verify step
+    is one region too (`kernels._forward_team`). A compiled function of its own, as `kernels._decode_greedy_team`."""
+    out = 0
+    for _ in range(max_steps):
+        if out >= n_left:
+            break
+        m, kk = n + out, min(k, n_left - out - 1)
+        draft_len = _propose(seq, m, draft_len, kk, work, D, d_chunks)
+        kernels._forward_team(work[:kk + 1], m - 1, kk + 1, *T, t_chunks)
+        acc, stop = _judge(seq, m, kk, work, T[_LOGITS], flags[out:], stop_a, stop_b)
+        draft_len = min(draft_len, m + acc)
+        if stop:
+            return out + stop, draft_len
         out += acc + 1
     return out, draft_len
 
@@ -184,13 +223,14 @@ def _greedy_stream(target, draft, k: int, ids: list[int], n_new: int, t_sim) -> 
     bos, eos = target.tokenizer.bos_id, target.tokenizer.eos_id
     decode = target.tokenizer.decode
     draft_len, emitted, steps, prev = n - 1, 0, 1, ids[-1]
+    burst = _greedy_burst_team if target._step is kernels._forward_team else _greedy_burst  # as the target decodes
     while emitted < n_new:
         saved = numba.get_num_threads() if threads > 1 else 1
         if saved != threads:
             numba.set_num_threads(threads)
         try:
             c0 = time.perf_counter()
-            got, draft_len = _greedy_burst(seq, n + emitted, draft_len, n_new - emitted, k, steps, bos, eos, work, flags, D, T, *chunks)
+            got, draft_len = burst(seq, n + emitted, draft_len, n_new - emitted, k, steps, bos, eos, work, flags, D, T, *chunks)
             if time.perf_counter() - c0 < BURST_S / 2 and steps < 64:
                 steps *= 2
         finally:
@@ -227,3 +267,42 @@ def acceptance_rate(target, draft, draft_tokens: int = 4, prompts=("ROMEO:",), m
     if accepted + rejected == 0:
         raise ValueError("no draft token was judged: give longer generations (max_new_tokens > 1)")
     return accepted / (accepted + rejected)
+
+
+def wall_speedup(target, draft, draft_tokens=(1, 2, 3, 4), prompts=("ROMEO:",), max_new_tokens: int = 128,
+                 repeats: int = 3) -> list[dict]:
+    """Greedy speculative decoding against plain greedy decoding on this machine, measured: one dict per k in
+    ``draft_tokens`` with the acceptance, the tokens per step, plain and speculative tokens per second (wall time
+    over ``prompts`` x ``max_new_tokens``, the best of ``repeats`` rounds, interleaved) and their ratio, the speed-up,
+    and whether the tokens were plain decoding's (they must be). Only the times vary from run to run.
+    Introduced in ``notebooks/03_token_generation.ipynb``; ``benchmarks/speculative.py`` takes the cost apart."""
+    ks = (draft_tokens,) if isinstance(draft_tokens, (int, np.integer)) else tuple(draft_tokens)
+    if not ks:
+        raise ValueError("draft_tokens must be an integer or a non-empty sequence of them, got an empty one")
+    for k in ks:
+        check_draft(target, draft, k)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if isinstance(prompts, str) or not prompts or not isinstance(max_new_tokens, int) or max_new_tokens < 2:
+        raise ValueError(f"give a sequence of prompts and max_new_tokens >= 2 (a step to time), got {prompts!r} and {max_new_tokens!r}")
+
+    def run(**kw):  # (seconds, events) over the prompts
+        t0, events = time.perf_counter(), [ev for p in prompts for ev in target.generate(p, max_new_tokens, **kw)]
+        return time.perf_counter() - t0, events
+
+    run(), run(draft=draft, draft_tokens=ks[0])  # compile and warm up
+    best = {}
+    for _ in range(repeats):
+        for k in (0, *ks):
+            seconds, events = run(**(dict(draft=draft, draft_tokens=k) if k else {}))
+            best[k] = min(best.get(k, (np.inf,)), (seconds, events), key=lambda r: r[0])
+    plain_s, plain = best[0]
+    rows = []
+    for k in ks:
+        seconds, events = best[k]
+        accepted, rejected = sum(e.drafted for e in events), sum(e.rejected for e in events)
+        rows.append(dict(draft_tokens=k, acceptance=accepted / max(accepted + rejected, 1),
+                         tokens_per_step=len(events) / sum(not e.drafted for e in events), plain_tok_s=len(plain) / plain_s,
+                         speculative_tok_s=len(events) / seconds, speedup=plain_s / seconds,
+                         same_tokens=[e.token_id for e in events] == [e.token_id for e in plain]))
+    return rows

@@ -7,6 +7,7 @@ import pytest
 import reference as ref  # tests/reference.py
 
 from lpu import kernels as K
+from lpu.panels import NO_PANELS, pack
 from lpu.quant import quantize_int8
 
 SHAPES = [(37, 72), (64, 128), (1, 64), (130, 320)]  # (d_out, d_in): odd sizes, a single row, an even number
@@ -93,7 +94,7 @@ def test_matmul_of_a_few_tokens_matches_reference(dtype, B, shape, from_dram):
     X = rng.standard_normal((B, shape[1])).astype(np.float32)
     if from_dram:  # the Engine's choice for a model beyond the last-level cache; these small matrices never are
         Y = np.full((B, shape[0]), np.nan, np.float32)
-        K._linear(*K.stored(Wk), X, Y, 1, True)
+        K._linear(*K.stored(Wk), NO_PANELS, X, Y, 1, True)
     else:
         Y = K.matmul(Wk, X)
     assert np.all(np.abs(Y - ref.matmul(Wk, X)).reshape(-1) <= _fp32_tolerance(Wk, X))
@@ -358,6 +359,7 @@ def test_parallel_kernels_give_the_single_thread_bits(T, from_dram):
     rng = _rng("parallel", T)
     d, s = stored(rng.standard_normal((256, 96)).astype(np.float32))
     d3, s3 = stored(rng.standard_normal((256, 96)).astype(np.float32))
+    P, P3 = (pack(w[:, 0]) if not from_dram else NO_PANELS for w in (d, d3))  # in the cache, the Engine's panels too
     X = rng.standard_normal((T, 96)).astype(np.float32)
     n_heads, head_dim, n_kv_heads, seq = 4, 24, 2, 32
     Q = rng.standard_normal((T, n_heads * head_dim)).astype(np.float32)
@@ -367,12 +369,14 @@ def test_parallel_kernels_give_the_single_thread_bits(T, from_dram):
     numba.set_num_threads(2)
     try:
         one, par = np.empty((T, 256), np.float32), np.empty((T, 256), np.float32)
-        _linear(d, s, X, one, 1, from_dram)
-        _linear_par(d, s, X, par, 8, from_dram)
-        assert np.array_equal(one, par)
+        _linear(d, s, P, X, one, 1, from_dram)
+        for n_chunks in (8, 3):  # chunks of 32 rows; of 84: a panel of 16 rows (lpu.panels) straddles two chunks
+            par[:] = np.nan
+            _linear_par(d, s, P, X, par, n_chunks, from_dram)
+            assert np.array_equal(one, par)
         h1, h3, p1, p3 = (np.empty((T, 256), np.float32) for _ in range(4))
-        _ffn_rows(d, s, d3, s3, X, h1, h3, 0, 64, from_dram)
-        _ffn_par(d, s, d3, s3, X, p1, p3, 8, from_dram)
+        _ffn_rows(d, s, P, d3, s3, P3, X, h1, h3, 0, 64, from_dram)
+        _ffn_par(d, s, P, d3, s3, P3, X, p1, p3, 8, from_dram)
         assert np.array_equal(h1, p1)
         o1, o2 = np.empty_like(Q), np.empty_like(Q)
         att1, att2 = np.empty((T * n_heads, seq), np.float32), np.empty((T * n_heads, seq), np.float32)

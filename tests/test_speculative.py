@@ -186,3 +186,27 @@ def test_draft_md_acceptance_table_is_what_the_bundled_pair_measures(pair):
     target, draft = pair
     for k, a in table.items():
         assert acceptance_rate(target, draft, int(k), DRAFT_PROMPTS, 128) == pytest.approx(float(a), abs=0.02)
+
+
+def test_wall_speedup_reports_the_bundled_pairs_acceptance_tokens_per_step_and_speed(pair):
+    """The measurement notebook 03 shows: what does not depend on the clock is exact (the acceptance is
+    `acceptance_rate`'s, the tokens plain decoding's, tokens per step within 1..k+1), the rates are positive and their
+    ratio is the speed-up. (How fast is for benchmarks/speculative.py, not a test.)"""
+    from lpu.runtime import wall_speedup
+
+    target, draft = pair
+    rows = wall_speedup(target, draft, (1, 3), prompts=("ROMEO:", "To be, or not to be"), max_new_tokens=40, repeats=1)
+    assert [r["draft_tokens"] for r in rows] == [1, 3]
+    for r in rows:
+        k = r["draft_tokens"]
+        assert r["same_tokens"]
+        assert r["acceptance"] == pytest.approx(acceptance_rate(target, draft, k, ("ROMEO:", "To be, or not to be"), 40))
+        assert 1 <= r["tokens_per_step"] <= k + 1
+        assert r["plain_tok_s"] > 0 and r["speculative_tok_s"] > 0
+        assert r["speedup"] == pytest.approx(r["speculative_tok_s"] / r["plain_tok_s"])  # the same tokens, in less time
+    assert wall_speedup(target, draft, 2, prompts=("ROMEO:",), max_new_tokens=8, repeats=1)[0]["draft_tokens"] == 2
+    for kw, match in ((dict(draft_tokens=()), "non-empty"), (dict(draft_tokens=(0,)), "draft_tokens must be an integer from 1"),
+                      (dict(repeats=0), "repeats must be a positive integer"), (dict(prompts="ROMEO:"), "sequence of prompts"),
+                      (dict(max_new_tokens=1), "max_new_tokens >= 2")):
+        with pytest.raises(ValueError, match=match):
+            wall_speedup(target, draft, **kw)
