@@ -46,7 +46,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from lpu import checkpoint, kernels, models
+from lpu import checkpoint, kernels, models, panels
 from lpu.quant import QuantizedTensor
 from lpu.runtime import Engine
 
@@ -132,24 +132,28 @@ def weight_pool(dtype: str, n: int, pool_bytes: int, seed: int = 0) -> list:
     return [w] + [w.copy() for _ in range(-(-pool_bytes // w.nbytes) - 1)]
 
 
-def matvec_row(dtype: str, n: int, repeats: int, pool_bytes: int, batch: int | None = None) -> Row:
+def matvec_row(dtype: str, n: int, repeats: int, pool_bytes: int, batch: int | None = None, in_panels: bool = False) -> Row:
     """Median time of ``kernels.matvec`` (``matmul`` of ``batch`` rows if given) on an (n, n) ``dtype``
-    matrix, each call on the next copy of a pool."""
+    matrix, each call on the next copy of a pool; ``in_panels`` (fp32): the same product through the Engine's copy of
+    the weights in panels (`lpu.panels`), as its decode steps read them."""
     pool = weight_pool(dtype, n, pool_bytes)
+    packed = [panels.pack(W) for W in pool] if in_panels else None
     x = np.random.default_rng(1).standard_normal((batch or 1, n), dtype=np.float32)
     out = np.empty((batch or 1, n), np.float32)
     calls = iter(range(10**9))
 
     def one():
-        W = pool[next(calls) % len(pool)]
-        if batch:
-            kernels.matmul(W, x, out)
+        i = next(calls) % len(pool)
+        if in_panels:
+            kernels._linear(*kernels.stored(pool[i]), packed[i], x, out, kernels._chunks(), True)
+        elif batch:
+            kernels.matmul(pool[i], x, out)
         else:
-            kernels.matvec(W, x[0], out[0])
+            kernels.matvec(pool[i], x[0], out[0])
 
     seconds = median_seconds(one, repeats, warmup=2)
     nbytes = pool[0].nbytes
-    name = f"matmul B={batch}" if batch else "matvec"
+    name = (f"matmul B={batch}" if batch else "matvec") + (" in panels" if in_panels else "")
     return Row(f"{name} {dtype} {n}x{n}", seconds, nbytes, note=f"{nbytes / 2**20:.0f} MiB, pool of {len(pool)}")
 
 
@@ -177,10 +181,10 @@ SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
 
 def _kernel_share(engine, tokens: int) -> float:
-    """Share of a greedy generation's time spent inside compiled forward passes (``kernels._forward`` for the prompt,
-    ``kernels._decode_greedy`` for the decode steps, several per call; timer overhead counts as outside)."""
+    """Share of a greedy generation's time spent inside compiled forward passes (``kernels._forward`` for the prompt's
+    long chunks, the engine's step for short ones, its decode function for the decode steps, several per call: the
+    Engine holds the last two, picked when it was built; timer overhead counts as outside)."""
     spent = [0.0]
-    saved = {name: getattr(kernels, name) for name in ("_forward", "_decode_greedy")}
 
     def timed(fn):
         def call(*a):
@@ -190,16 +194,15 @@ def _kernel_share(engine, tokens: int) -> float:
             return out
         return call
 
-    for name, fn in saved.items():
-        setattr(kernels, name, timed(fn))
+    saved = (kernels._forward, engine._step, engine._decode)
+    kernels._forward, engine._step, engine._decode = (timed(fn) for fn in saved)
     try:
         t0 = time.perf_counter()
         for _ in engine.generate("Once upon a time", tokens):
             pass
         total = time.perf_counter() - t0
     finally:
-        for name, fn in saved.items():
-            setattr(kernels, name, fn)
+        kernels._forward, engine._step, engine._decode = saved
     return spent[0] / total
 
 
@@ -399,6 +402,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for n in args.sizes if not args.no_matvec else []:
         for dtype in args.dtypes:
             rows.append(matvec_row(dtype, n, args.repeats, pool))
+            if dtype == "fp32":
+                rows.append(matvec_row(dtype, n, args.repeats, pool, in_panels=True))
     for dtype in args.dtypes if args.batch and not args.no_matvec else []:
         rows.append(matvec_row(dtype, args.sizes[0], args.repeats, pool, batch=args.batch))
     if rows:  # measured again after the matvec rows: a shared machine's bandwidth drifts, the bound is the best seen

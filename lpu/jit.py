@@ -215,7 +215,7 @@ PARALLEL_MIN_BYTES = 1 << 20
 # int8 (1.8 MB) went 0.9-1.3x and stories260K 0.5-0.8x (1 MB, ~50 us a token and ~40 phases to wait through), so these
 # two keep a region per kernel.
 TEAM_MIN_BYTES = 2 << 20
-# The region takes passes over at most this many rows too (the range where the matrices are read in panels,
+# The region takes passes over at most this many rows too (the range where fp32 matrices are read in panels,
 # `lpu.panels`): the target's verify step in speculative decoding. The bundled model's pass over 4 rows took 109-113 us
 # on 2 threads in one region, against 134 us on one thread and 155 us with a region per kernel (2-core AMD EPYC; at 8
 # rows 162, 203-214 and 235-241 us). Longer passes (prompt chunks) keep a region per kernel.

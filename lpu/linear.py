@@ -34,7 +34,8 @@ from .quant import QuantizedTensor, to_precision
 # instead, 4 tokens per pass over the pair: 8 sums, half the tile's. Where the weights come from DRAM (the model exceeds
 # the last-level cache: ``from_dram``, set by the Engine), 2-4 tokens go a row at a time instead, 4 (or 2) sums: pairs of
 # rows from DRAM cost 2.4-4.1x one token on Zen 4, a row at a time 1.2-1.9x; from cache, pairs are 10-30% faster.
-# With one thread no parallel region is opened at all.
+# With one thread no parallel region is opened at all. The Engine's fp32 matrices come with a copy in panels
+# (`lpu.panels`), which 1-8 tokens read instead (``panels``; `lpu.panels.NO_PANELS`: none, as for the public functions).
 
 
 @_ijit
@@ -252,7 +253,7 @@ def _few_rows_from_dram(data, scales, X, out, lo, hi):  # `_few_rows` for 2-4 to
 def _linear_rows(data, scales, panels, X, out, lo, hi, from_dram):  # row blocks lo..hi-1 (rows 4 lo .. 4 hi - 1) of out (T, d_out) = X (T, d_in) @ W.T
     d_out, ng, G = data.shape
     last = d_out - 1
-    if 2 <= X.shape[0] <= TEAM_MAX_ROWS and panels.shape[0] > 0:  # a few tokens, the matrix in panels too (`lpu.panels`)
+    if X.shape[0] <= TEAM_MAX_ROWS and panels.shape[0] > 0:  # 1-8 tokens through a matrix in panels (`lpu.panels`)
         _panel_rows(panels, X, out, 4 * lo, min(4 * hi, d_out))
         return
     if X.shape[0] == 1 and ng == 1:  # one token, fp32 or fp16: row by row, as run.c

@@ -1,4 +1,4 @@
-"""Weights packed in panels of 16 rows, and the few-token kernel that reads them: a speculative verify step.
+"""Weights packed in panels of 16 rows, and the kernel that reads them for 1-8 tokens: decode and verify steps.
 
 A matrix W (d_out, d_in) in panels is ``Wp`` (n_panels, d_in, 16), ``Wp[q, k, j] = W[16 q + j, k]`` (zeros past
 d_out): for each input k, the 16 weights of 16 consecutive output rows lie side by side, one 64-byte line. The kernel
@@ -6,13 +6,15 @@ keeps 4 panels x 4 tokens of outputs in 16 registers of 16 float32 lanes and, fo
 weights by each token's x[k]: every weight load feeds 4 multiply-adds and there is no sum across lanes at the end.
 The row-major kernels (`lpu.linear`) sum along a row instead, one vector of partial sums per (row, token) that
 ends in a sum across its lanes; with 192-wide rows those sums cost about as much as the multiply-adds, so 4 tokens
-through the bundled model's 29 matrices took 1.52x one token's time from the last-level cache, where in panels
-they take 0.87x (2-core AMD EPYC, AVX-512; ``benchmarks/speculative.py``'s matrices table). numba has no vector
+through the bundled model's 29 matrices took 1.5-1.8x one token's time from the last-level cache, where in panels
+they take 0.8-0.9x (2-core AMD EPYC, AVX-512; ``benchmarks/speculative.py``'s matrices table). One token goes 8
+panels at a time, a single stream of weights: from DRAM a 4096x4096 matvec read 44.7 GB/s against 39.3 GB/s row by
+row (8192x8192: 46.0 and 44.6; the read bound 50.6; ``benchmarks/kernels.py``'s matvec rows). numba has no vector
 type, so the kernel is LLVM vector code written with llvmlite (`_panels_kernel`), as `lpu.jit` writes its atomics.
 
-The Engine keeps its fp32 matrices in panels as well as row-major where they fit in the last-level cache; 2 to
-`lpu.jit.TEAM_MAX_ROWS` tokens (a verify step, a short prompt) read the panels, one token keeps run.c's row-major
-loop. Introduced in ``notebooks/03_token_generation.ipynb``.
+The Engine keeps its fp32 matrices in panels as well as row-major (twice the memory for fp32 weights): 1 to
+`lpu.jit.TEAM_MAX_ROWS` tokens (a decode step, a verify step, a short prompt) read the panels, longer prompt chunks
+the row-major 4x4 tiles. Introduced in ``notebooks/03_token_generation.ipynb``.
 """
 
 from __future__ import annotations
@@ -97,16 +99,29 @@ def _panels_kernel(n_panels: int, n_tokens: int):
     return kernel
 
 
-# 16 sums of 16 lanes in registers: 4 panels x 4 tokens, or 2 panels x 8 tokens; a last panel or so alone.
-_panels4x4, _panels1x4, _panels2x8, _panels1x8 = (_panels_kernel(p, t) for p, t in ((4, 4), (1, 4), (2, 8), (1, 8)))
+# 16 sums of 16 lanes in registers: 4 panels x 4 tokens, or 2 panels x 8 tokens; one token 8 panels at a time (8 sums:
+# a load per multiply-add, bound by the cache or DRAM, not by the sums' latency); a last panel or so alone.
+_panels4x4, _panels1x4, _panels2x8, _panels1x8, _panels8x1, _panels1x1 = (
+    _panels_kernel(p, t) for p, t in ((4, 4), (1, 4), (2, 8), (1, 8), (8, 1), (1, 1)))
 
 
 @_jit
 def _panel_rows(Wp, X, out, r_lo, r_hi):
-    """Rows r_lo..r_hi-1 of out (T, d_out) = X (T, d_in) @ W.T, W in panels Wp: up to 4 tokens in passes of 4 panels x 4
-    tokens, more in passes of 2 panels x 8 tokens; a last panel one by one (a panel that straddles r_lo or r_hi is
-    computed whole, written in part)."""
+    """Rows r_lo..r_hi-1 of out (T, d_out) = X (T, d_in) @ W.T, W in panels Wp: one token 8 panels at a time, 2-4 tokens
+    in passes of 4 panels x 4 tokens, more in passes of 2 panels x 8 tokens; a last panel or few one by one (a panel that
+    straddles r_lo or r_hi is computed whole, written in part). No token (a chunk that wants no logits): nothing."""
     q_lo, q_hi = r_lo // LANES, (r_hi + LANES - 1) // LANES
+    if X.shape[0] == 0:  # the kernels would write row -1
+        return
+    if X.shape[0] == 1:
+        q = q_lo
+        while q + 8 <= q_hi:
+            _panels8x1(Wp, X, out, q, 0, r_lo, r_hi)
+            q += 8
+        while q < q_hi:
+            _panels1x1(Wp, X, out, q, 0, r_lo, r_hi)
+            q += 1
+        return
     if X.shape[0] <= 4:
         q = q_lo
         while q + 4 <= q_hi:

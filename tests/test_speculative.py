@@ -152,20 +152,24 @@ def test_compiled_greedy_steps_with_int8_weights_and_two_threads(pair):
     assert [t for t, *_ in _events(t8, d2, "Friends, Romans, countrymen", 100, 4)] == plain
 
 
-def test_weights_from_dram_read_a_row_at_a_time_and_keep_the_tokens(pair, monkeypatch):
-    """A model beyond the last-level cache (here: a cache of 0 bytes) verifies proposals and prefills its last rows a
-    weight row at a time (`lpu.linear._few_rows_from_dram`): the same greedy tokens, plain and speculative."""
+def test_weights_from_dram_keep_the_tokens(pair, monkeypatch):
+    """A model beyond the last-level cache (here: a cache of 0 bytes) streams its weights from DRAM: fp32 weights in
+    panels (`lpu.panels`), fp16 a weight row at a time for 2-4 tokens (`lpu.linear._few_rows_from_dram`). The same
+    greedy tokens, plain and speculative, as the target in cache (fp16: as fp16 in cache)."""
     from lpu import kernels
 
     target, draft = pair
     assert not target.weights_from_dram  # 6.9 MB: in this machine's cache
+    half = Engine(target.checkpoint, target.tokenizer, precision="fp16")
+    want = {p: {prec: [e.token_id for e in eng.generate(p, 80)] for prec, eng in (("fp32", target), ("fp16", half))} for p in PROMPTS}
     monkeypatch.setattr(kernels, "last_level_cache_bytes", lambda: 0)
-    streamed = Engine(target.checkpoint, target.tokenizer)
-    assert streamed.weights_from_dram
-    for prompt in PROMPTS:
-        plain = [e.token_id for e in target.generate(prompt, 80)]
-        assert [e.token_id for e in streamed.generate(prompt, 80)] == plain
-        assert [e.token_id for e in streamed.generate(prompt, 80, draft=draft, draft_tokens=3)] == plain
+    for precision in ("fp32", "fp16"):
+        streamed = Engine(target.checkpoint, target.tokenizer, precision=precision)
+        assert streamed.weights_from_dram
+        for prompt in PROMPTS:
+            plain = want[prompt][precision]
+            assert [e.token_id for e in streamed.generate(prompt, 80)] == plain
+            assert [e.token_id for e in streamed.generate(prompt, 80, draft=draft, draft_tokens=3)] == plain
 
 
 def test_draft_md_acceptance_table_is_what_the_bundled_pair_measures(pair):
