@@ -2,20 +2,21 @@
 
 ``Engine.generate(prompt, ..., draft=other_engine, draft_tokens=k)``: the draft
 (same tokenizer, e.g. ``Engine.default("draft")``) proposes k tokens one at a
-time; the target checks them in one (k+1)-token forward pass (the batched
-kernels of a prefill chunk) and keeps the longest prefix its own rule accepts,
+time; the target checks them in one (k+1)-token forward pass (fp32 weights
+read in panels, `lpu.panels`, 4 tokens for about the price of one) and keeps the longest prefix its own rule accepts,
 plus one token of its own: greedy, its argmax, so the output is exactly its
 greedy output; sampled, the accept/reject rule of Leviathan et al. (2023),
 "Fast Inference from Transformers via Speculative Decoding": accept a draft
 token d with probability min(1, p(d) / q(d)), else draw from the normalised
 max(0, p - q), which leaves the target's distribution p unchanged.
-`acceptance_rate` measures how often the target accepts. Introduced in
-``notebooks/03_token_generation.ipynb``.
+`acceptance_rate` measures how often the target accepts, `wall_speedup` how much faster
+it decodes on this machine. Introduced in ``notebooks/03_token_generation.ipynb``.
 
 Greedy on one chip, whole steps (the draft's k forward passes and argmaxes, the
 target's verification, the comparison) run in one compiled call, several steps
 per call (`BURST_S`): with a draft ~13x smaller than the target, Python between
-the passes would cost more than the draft's arithmetic. The cost model is
+the passes would cost more than the draft's arithmetic. On several threads the
+target's verify step is one parallel region (`_greedy_burst_team`). The cost model is
 measured by ``benchmarks/speculative.py``.
 """
 
