@@ -5,7 +5,7 @@ Read in this order (each module one concept):
 * `lpu.jit`: the threading layer, the jit flags (one place), weight conversions, a vectorised exp;
 * `lpu.linear`: the linear layer that dominates decoding (fp32, fp16 storage, int8 groups; one
   token or a batch of them): `matvec`, `matmul`, `Linear`, `stored`;
-* `lpu.panels`: fp32 weights also packed in panels of 16 rows, which 2-8 tokens at once (a verify step) read
+* `lpu.panels`: fp32 weights also packed in panels of 16 rows, which 1-8 tokens at once (decode and verify steps) read
   with 16 vector accumulators in registers: `panels.pack`, ``_panel_rows``;
 * `lpu.layer_ops`: the cheap vector kernels of a layer: `rmsnorm`, `rope`, `attention`, `swiglu`;
 * `lpu.forward`: the whole forward pass of a model as one compiled call (``_forward``), the
