@@ -68,13 +68,15 @@ def _matrices(W, S, P, X, out, reps):  # every matrix through reps row-major pas
 
 def matrices_table(engine: Engine, repeats: int) -> None:
     """CPU time of the bundled model's matrices alone (one compiled call over all of them, weights from the last-level
-    cache) for 1-8 tokens, row-major (`lpu.linear`) and in panels (`lpu.panels`, what the Engine's verify steps read),
+    cache) for 1-8 tokens, row-major (`lpu.linear`) and in panels (`lpu.panels`, what the Engine's decode and verify steps read),
     in units of one token row-major: median of interleaved rounds."""
     from numba.typed import List
 
-    mats = [m[layer] for m in engine._W for layer in range(engine.config.n_layers)] + [engine._wcls]
-    W, S = List(mats), List([np.ones(m.shape[:2], np.float32) for m in mats])
-    P, none = List([panels.pack(m[:, 0]) for m in mats]), List([panels.NO_PANELS for _ in mats])
+    def each(stacked, last):  # the engine's arrays of every matrix, layer by layer, then the classifier's
+        return List([a[layer] for a in stacked for layer in range(engine.config.n_layers)] + [last])
+
+    mats = each(engine._W, engine._wcls)
+    W, S, P, none = mats, each(engine._S, engine._scls), each(engine._P, engine._pcls), List([panels.NO_PANELS for _ in mats])
     rng = np.random.default_rng(1)
     ts = (1, 2, 3, 4, 5, 8)
     times = {(T, layout): [] for T in ts for layout in ("rows", "panels")}

@@ -5,12 +5,11 @@ d_out): for each input k, the 16 weights of 16 consecutive output rows lie side 
 keeps 4 panels x 4 tokens of outputs in 16 registers of 16 float32 lanes and, for each k, multiplies a line of
 weights by each token's x[k]: every weight load feeds 4 multiply-adds and there is no sum across lanes at the end.
 The row-major kernels (`lpu.linear`) sum along a row instead, one vector of partial sums per (row, token) that
-ends in a sum across its lanes; with 192-wide rows those sums cost about as much as the multiply-adds, so 4 tokens
-through the bundled model's 29 matrices took 1.5-1.8x one token's time from the last-level cache, where in panels
-they take 0.8-0.9x (2-core AMD EPYC, AVX-512; ``benchmarks/speculative.py``'s matrices table). One token goes 8
-panels at a time, a single stream of weights: from DRAM a 4096x4096 matvec read 44.7 GB/s against 39.3 GB/s row by
-row (8192x8192: 46.0 and 44.6; the read bound 50.6; ``benchmarks/kernels.py``'s matvec rows). numba has no vector
-type, so the kernel is LLVM vector code written with llvmlite (`_panels_kernel`), as `lpu.jit` writes its atomics.
+ends in a sum across its lanes; with 192-wide rows those sums cost about as much as the multiply-adds. One token
+goes 8 panels at a time, a single stream of weights, which from DRAM reads faster than row by row. What each costs
+on this machine: ``benchmarks/speculative.py``'s matrices table and ``benchmarks/kernels.py``'s matvec rows (the
+README's speculative-decoding section quotes them). numba has no vector type, so the kernel is LLVM vector code
+written with llvmlite (`_panels_kernel`), as `lpu.jit` writes its atomics.
 
 The Engine keeps its fp32 matrices in panels as well as row-major (twice the memory for fp32 weights): 1 to
 `lpu.jit.TEAM_MAX_ROWS` tokens (a decode step, a verify step, a short prompt) read the panels, longer prompt chunks
@@ -25,7 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import _jit
+from .jit import _ijit, _jit
 
 LANES = 16  # rows of W per panel: one 64-byte line of float32 weights per input
 NO_PANELS = np.zeros((0, 0, LANES), np.float32)  # "this matrix has no panels": the row-major kernels read it
@@ -105,36 +104,40 @@ _panels4x4, _panels1x4, _panels2x8, _panels1x8, _panels8x1, _panels1x1 = (
     _panels_kernel(p, t) for p, t in ((4, 4), (1, 4), (2, 8), (1, 8), (8, 1), (1, 1)))
 
 
+@_ijit
+def _pass(Wp, X, out, q, b0, r_lo, r_hi, whole):
+    """One call of the kernel that fits T = X.shape[0] tokens: a ``whole`` group of panels (8 for one token, 4 for 2-4,
+    2 for more) or a single panel, tokens b0.. of a pass."""
+    T = X.shape[0]
+    if T == 1:
+        if whole:
+            _panels8x1(Wp, X, out, q, b0, r_lo, r_hi)
+        else:
+            _panels1x1(Wp, X, out, q, b0, r_lo, r_hi)
+    elif T <= 4:
+        if whole:
+            _panels4x4(Wp, X, out, q, b0, r_lo, r_hi)
+        else:
+            _panels1x4(Wp, X, out, q, b0, r_lo, r_hi)
+    elif whole:
+        _panels2x8(Wp, X, out, q, b0, r_lo, r_hi)
+    else:
+        _panels1x8(Wp, X, out, q, b0, r_lo, r_hi)
+
+
 @_jit
 def _panel_rows(Wp, X, out, r_lo, r_hi):
     """Rows r_lo..r_hi-1 of out (T, d_out) = X (T, d_in) @ W.T, W in panels Wp: one token 8 panels at a time, 2-4 tokens
     in passes of 4 panels x 4 tokens, more in passes of 2 panels x 8 tokens; a last panel or few one by one (a panel that
     straddles r_lo or r_hi is computed whole, written in part). No token (a chunk that wants no logits): nothing."""
+    T = X.shape[0]
+    if T == 0:  # the kernels would write row -1
+        return
+    group, tokens = (8, 1) if T == 1 else ((4, 4) if T <= 4 else (2, 8))
     q_lo, q_hi = r_lo // LANES, (r_hi + LANES - 1) // LANES
-    if X.shape[0] == 0:  # the kernels would write row -1
-        return
-    if X.shape[0] == 1:
+    for b0 in range(0, T, tokens):
         q = q_lo
-        while q + 8 <= q_hi:
-            _panels8x1(Wp, X, out, q, 0, r_lo, r_hi)
-            q += 8
         while q < q_hi:
-            _panels1x1(Wp, X, out, q, 0, r_lo, r_hi)
-            q += 1
-        return
-    if X.shape[0] <= 4:
-        q = q_lo
-        while q + 4 <= q_hi:
-            _panels4x4(Wp, X, out, q, 0, r_lo, r_hi)
-            q += 4
-        while q < q_hi:
-            _panels1x4(Wp, X, out, q, 0, r_lo, r_hi)
-            q += 1
-        return
-    for b0 in range(0, X.shape[0], 8):
-        q = q_lo
-        while q + 2 <= q_hi:
-            _panels2x8(Wp, X, out, q, b0, r_lo, r_hi)
-            q += 2
-        if q < q_hi:
-            _panels1x8(Wp, X, out, q, b0, r_lo, r_hi)
+            whole = q + group <= q_hi
+            _pass(Wp, X, out, q, b0, r_lo, r_hi, whole)
+            q += group if whole else 1

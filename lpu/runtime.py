@@ -200,7 +200,7 @@ class Engine:
         self._step, self._decode = ((kernels._forward_team, kernels._decode_greedy_team) if kernels.use_team(self.threads, self._weight_bytes)
                                     else (kernels._forward, kernels._decode_greedy))
         # fp32 matrices are kept in panels too (`lpu.panels`), which 1-8 tokens at once (decode and verify steps) read.
-        packed = self._wcls.dtype == np.float32 and self._wcls.shape[1] == 1
+        packed = precision == "fp32"
         self._P = tuple(panels.pack(d[:, :, 0]) if packed else np.zeros((c.n_layers, 0, 0, panels.LANES), np.float32) for d in self._W)
         self._pcls = panels.pack(self._wcls[:, 0]) if packed else panels.NO_PANELS
         self._model_args = (self.embedding, self.rms_att, self.rms_ffn, self.rms_final, self._W, self._S, self._P, self._wcls, self._scls, self._pcls,
